@@ -1,0 +1,265 @@
+"""Training one model (one modality x fold): class-balanced loss, early stopping on validation AUC,
+deterministic on CPU, AMP on GPU, and a per-epoch checkpoint that a preempted job resumes from.
+
+Why reseed every epoch: the shuffling and augmentation streams of epoch ``e`` are derived from
+``(seed, e)`` alone, so a job resumed at epoch ``e`` draws exactly what an uninterrupted job would, with no
+random-generator state in the checkpoint. The checkpoint holds only tensors and plain numbers, so it loads
+with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from monai.data import DataLoader
+from monai.transforms import Compose
+from monai.utils import set_determinism
+from sklearn.metrics import roc_auc_score
+
+from layer import data
+from layer.io import atomic_path
+from layer.model import build_model
+from layer.names import CHANNELS
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Scalar training settings (config ``train:``)."""
+
+    max_epochs: int = 30
+    patience: int = 8
+    batch_size: int = 16
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    amp: bool = True
+
+
+def configure_torch(threads: int, device: torch.device) -> None:
+    """Deterministic kernels on CPU; on GPU the fast path (cudnn benchmark) that AMP training wants."""
+    torch.set_num_threads(max(1, threads))
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    else:
+        torch.use_deterministic_algorithms(True)
+
+
+def pick_device() -> torch.device:
+    """The first GPU when there is one, else the CPU."""
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def predict(model: torch.nn.Module, images: torch.Tensor, device: torch.device, batch_size: int) -> np.ndarray:
+    """Logits for a stack of inputs [N, C, D, H, W], in batches, without gradients."""
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(images), batch_size):
+            batch = images[start : start + batch_size].to(device)
+            with torch.autocast(device.type, enabled=device.type == "cuda"):
+                out.append(model(batch).float().reshape(-1).cpu())
+    return torch.cat(out).numpy() if out else np.zeros(0)
+
+
+def safe_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """ROC AUC, or NaN when only one class is present."""
+    return float(roc_auc_score(labels, scores)) if len(np.unique(labels)) == 2 else float("nan")
+
+
+def _state(model, optimizer, epoch, best_auc, best_state, bad_epochs, curve, settings) -> dict:
+    return {
+        "epoch": epoch,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "best_auc": best_auc,
+        "best_state": best_state,
+        "bad_epochs": bad_epochs,
+        "curve": curve,
+        "settings": asdict(settings),
+    }
+
+
+def save_checkpoint(state: dict, path: str | os.PathLike[str]) -> None:
+    """Write a checkpoint atomically: a kill mid-write leaves the previous one intact."""
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> dict | None:
+    """Load a checkpoint safely (weights only); None if absent or unreadable."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        return None
+    except (RuntimeError, EOFError, OSError) as exc:  # truncated by a kill: start over
+        log.warning("ignoring unreadable checkpoint %s (%s)", path, exc)
+        return None
+
+
+def fit(
+    model: torch.nn.Module,
+    train_set: torch.utils.data.Dataset,
+    val_images: torch.Tensor,
+    val_labels: np.ndarray,
+    train_labels: np.ndarray,
+    settings: TrainSettings,
+    device: torch.device,
+    reseed_augmentation: Callable[[int], None],
+    checkpoint: str | os.PathLike[str] | None = None,
+) -> tuple[dict[str, torch.Tensor], pd.DataFrame]:
+    """Train with early stopping on validation AUC; return the best weights and the training curve.
+
+    ``reseed_augmentation(s)`` sets the random state of the dataset's augmentation transforms.
+    """
+    set_determinism(seed=settings.seed)
+    model.to(device)
+    n_pos = max(1, int(train_labels.sum()))
+    n_neg = max(1, int(len(train_labels) - train_labels.sum()))
+    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor([n_neg / n_pos], device=device))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    use_amp = settings.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    start, best_auc, bad_epochs = 0, -1.0, 0
+    best_state = copy.deepcopy(model.state_dict())
+    curve: list[list[float]] = []
+    state = load_checkpoint(checkpoint) if checkpoint else None
+    if state is not None and state.get("settings") == asdict(settings):
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start, best_auc, bad_epochs = int(state["epoch"]) + 1, float(state["best_auc"]), int(state["bad_epochs"])
+        best_state, curve = state["best_state"], [list(map(float, row)) for row in state["curve"]]
+        log.info("resumed from %s at epoch %d", checkpoint, start)
+    for epoch in range(start, settings.max_epochs):
+        if bad_epochs >= settings.patience:
+            break
+        epoch_seed = settings.seed * 100_003 + epoch
+        torch.manual_seed(epoch_seed)
+        reseed_augmentation(epoch_seed)
+        generator = torch.Generator().manual_seed(epoch_seed)
+        loader = DataLoader(train_set, batch_size=settings.batch_size, shuffle=True, num_workers=0, generator=generator)
+        model.train()
+        losses = []
+        for batch in loader:
+            x = batch["image"].to(device)
+            y = batch["label"].float().reshape(-1, 1).to(device)
+            optimizer.zero_grad(set_to_none=True)
+            with torch.autocast(device.type, enabled=use_amp):
+                loss = loss_fn(model(x).float(), y)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            losses.append(float(loss.detach()))
+        logits = predict(model, val_images, device, settings.batch_size)
+        val_auc = safe_auc(val_labels, logits)
+        val_loss = float(loss_fn(torch.as_tensor(logits).reshape(-1, 1).to(device), torch.as_tensor(val_labels, dtype=torch.float32).reshape(-1, 1).to(device)))
+        curve.append([float(epoch), float(np.mean(losses)), val_loss, val_auc])
+        log.info("epoch %d train_loss %.4f val_loss %.4f val_auc %.4f", epoch, np.mean(losses), val_loss, val_auc)
+        if val_auc > best_auc:
+            best_auc, bad_epochs = val_auc, 0
+            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        else:
+            bad_epochs += 1
+        if checkpoint:
+            save_checkpoint(_state(model, optimizer, epoch, best_auc, best_state, bad_epochs, curve, settings), checkpoint)
+    table = pd.DataFrame(curve, columns=["epoch", "train_loss", "val_loss", "val_auc"])
+    table["epoch"] = table["epoch"].astype(int)
+    return best_state, table
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """Probability from a logit."""
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def remove_checkpoint(path: str | os.PathLike[str]) -> None:
+    """Drop a checkpoint once the rule's outputs exist: it is only for resuming an interrupted job."""
+    Path(path).unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which network, and how the inputs are scaled (config ``model:`` and ``input:``)."""
+
+    name: str = "resnet"
+    width: int = 8
+    bmode_max: float = 1.0
+    swe_scale: float = 5.0
+
+
+def train_fold(
+    sheet: pd.DataFrame,
+    folds: pd.DataFrame,
+    modality: str,
+    fold: int,
+    spec: ModelSpec,
+    settings: TrainSettings,
+    threads: int = 1,
+    checkpoint: str | os.PathLike[str] | None = None,
+) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+    """Train the ``modality`` model of one outer fold; predict its held-out scans.
+
+    Returns (checkpoint dict with weights and the spec, training curve, out-of-fold predictions with
+    columns ``scan_id, subject_id, modality, fold, label, prob``).
+    """
+    device = pick_device()
+    configure_torch(threads, device)
+    this = folds[folds["fold"] == fold]
+    ids = {role: this.loc[this["role"] == role, "scan_id"].astype(str).tolist() for role in ("train", "val", "test")}
+    items = {role: data.make_items(sheet, ids[role]) for role in ids}
+    pre = data.preprocessing(modality, spec.bmode_max, spec.swe_scale)
+    aug = data.augmentation()
+    train_set = data.cached_dataset(items["train"], Compose([pre, aug]))
+    val_images = data.stack(data.cached_dataset(items["val"], pre))
+    test_images = data.stack(data.cached_dataset(items["test"], pre))
+
+    def reseed(seed: int) -> None:
+        aug.set_random_state(seed=seed % (2**32))
+
+    set_determinism(seed=settings.seed)
+    model = build_model(spec.name, in_channels=len(CHANNELS[modality]), width=spec.width)
+    best, curve = fit(
+        model,
+        train_set,
+        val_images,
+        data.labels_of(items["val"]),
+        data.labels_of(items["train"]),
+        settings,
+        device,
+        reseed,
+        checkpoint,
+    )
+    model.load_state_dict(best)
+    probs = sigmoid(predict(model, test_images, device, settings.batch_size))
+    oof = pd.DataFrame(
+        {
+            "scan_id": [it["scan_id"] for it in items["test"]],
+            "subject_id": [it["subject_id"] for it in items["test"]],
+            "modality": modality,
+            "fold": fold,
+            "label": data.labels_of(items["test"]),
+            "prob": probs,
+        }
+    )
+    saved = {"state_dict": best, "model": asdict(spec), "modality": modality, "fold": fold}
+    return saved, curve, oof
+
+
+def load_model(path: str | os.PathLike[str], device: torch.device | None = None) -> tuple[torch.nn.Module, ModelSpec, str]:
+    """Rebuild a trained model from its file (weights only): (model in eval mode, spec, modality)."""
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    spec = ModelSpec(**saved["model"])
+    modality = str(saved["modality"])
+    model = build_model(spec.name, in_channels=len(CHANNELS[modality]), width=spec.width)
+    model.load_state_dict(saved["state_dict"])
+    model.to(device or torch.device("cpu")).eval()
+    return model, spec, modality

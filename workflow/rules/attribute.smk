@@ -1,0 +1,54 @@
+rule attribute:
+    input:
+        sheet="results/cohort/validated.tsv",
+        folds="results/splits/folds.tsv",
+        model="results/models/{modality}/fold{fold}.pt",
+    output:
+        maps="results/attribution/{modality}/{method}/fold{fold}.npz",
+        qc="results/attribution/{modality}/{method}/fold{fold}_qc.tsv",
+        examples=directory("results/attribution/{modality}/{method}/fold{fold}_examples"),
+    params:
+        gradcam_layer=config["attribution"]["gradcam_layer"],
+        ig_steps=config["attribution"]["ig_steps"],
+        batch_size=config["attribution"]["batch_size"],
+        n_examples=config["attribution"]["n_examples"],
+        code=layer_code("data", "model", "train", "attribution"),
+    wildcard_constraints:
+        modality="bmode|swe|fused",
+        method="gradcam|integrated_gradients",
+        fold=r"\d+",
+    threads: 1
+    resources:
+        gpu=1,
+        mem_mb=4000,
+        runtime=120,
+    log:
+        "results/logs/attribute/{modality}/{method}/fold{fold}.log",
+    benchmark:
+        "results/benchmarks/attribute/{modality}/{method}/fold{fold}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/attribute.py"
+
+
+rule aggregate:
+    input:
+        sheet="results/cohort/validated.tsv",
+        maps="results/attribution/{modality}/{method}/fold{fold}.npz",
+    output:
+        table="results/aggregate/{modality}/{method}/fold{fold}.tsv",
+    params:
+        code=layer_code("aggregate"),
+    wildcard_constraints:
+        modality="bmode|swe|fused",
+        method="gradcam|integrated_gradients",
+        fold=r"\d+",
+    log:
+        "results/logs/aggregate/{modality}/{method}/fold{fold}.log",
+    benchmark:
+        "results/benchmarks/aggregate/{modality}/{method}/fold{fold}.tsv"
+    conda:
+        "../../envs/stats.yaml"
+    script:
+        "../scripts/aggregate.py"

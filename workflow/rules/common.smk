@@ -1,0 +1,61 @@
+import hashlib
+from pathlib import Path
+
+LAYER_DIR = Path(workflow.basedir) / "workflow" / "layer"
+
+
+def layer_code(*modules):
+    """Hash of the layer modules a rule's script runs: edits to them rerun the rule (params trigger)."""
+    digest = hashlib.sha256()
+    for name in ("__init__", "names", "io") + modules:
+        digest.update((LAYER_DIR / f"{name}.py").read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def synth_code():
+    """Hash of the synthetic cohort generator (package layer.synth)."""
+    digest = hashlib.sha256()
+    for path in sorted((LAYER_DIR / "synth").glob("*")):
+        if path.suffix in (".py", ".yaml"):
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def cohort_sheet():
+    """The user's sheet, or the synthetic cohort's sheet."""
+    return config["cohort"]["sheet"] or "results/cohort/synthetic/cohort.tsv"
+
+
+MODALITIES = config["train"]["modalities"]
+METHODS = config["attribution"]["methods"]
+FOLDS = list(range(config["split"]["n_folds"]))
+
+
+def models(modality):
+    return expand("results/models/{modality}/fold{fold}.pt", modality=modality, fold=FOLDS)
+
+
+def aggregated():
+    return expand(
+        "results/aggregate/{modality}/{method}/fold{fold}.tsv",
+        modality=MODALITIES,
+        method=METHODS,
+        fold=FOLDS,
+    )
+
+
+def all_outputs():
+    return [
+        "results/stats/layer_saliency.tsv",
+        "results/stats/performance.tsv",
+        "results/stats/paper_table.tsv",
+        "results/figures/layer_saliency.png",
+        "results/figures/roc.png",
+        "results/figures/training_curves.png",
+        "results/figures/overlays.png",
+    ]
+
+
+def ground_truth():
+    """The synthetic cohort's ground truth (oracle AUC), or nothing for a user's cohort."""
+    return [] if config["cohort"]["sheet"] else ["results/cohort/synthetic/ground_truth.json"]

@@ -1,0 +1,79 @@
+rule figure_saliency:
+    input:
+        saliency="results/stats/layer_saliency.tsv",
+    output:
+        png=report(
+            "results/figures/layer_saliency.png",
+            caption="../report/layer_saliency.rst",
+            category="Layer saliency",
+        ),
+    params:
+        measure=config["report"]["primary_measure"],
+        code=layer_code("figures"),
+    log:
+        "results/logs/figures/layer_saliency.log",
+    benchmark:
+        "results/benchmarks/figures/layer_saliency.tsv"
+    conda:
+        "../../envs/stats.yaml"
+    script:
+        "../scripts/figure_saliency.py"
+
+
+rule figure_performance:
+    input:
+        oof="results/stats/oof_predictions.tsv",
+        performance="results/stats/performance.tsv",
+        curves=expand(
+            "results/models/{modality}/fold{fold}_curve.tsv",
+            modality=MODALITIES,
+            fold=FOLDS,
+        ),
+        truth=ground_truth(),
+    output:
+        roc=report(
+            "results/figures/roc.png",
+            caption="../report/roc.rst",
+            category="Model performance",
+        ),
+        curves=report(
+            "results/figures/training_curves.png",
+            caption="../report/training_curves.rst",
+            category="Model performance",
+        ),
+    params:
+        code=layer_code("figures"),
+    log:
+        "results/logs/figures/performance.log",
+    benchmark:
+        "results/benchmarks/figures/performance.tsv"
+    conda:
+        "../../envs/stats.yaml"
+    script:
+        "../scripts/figure_performance.py"
+
+
+rule figure_overlays:
+    input:
+        sheet="results/cohort/validated.tsv",
+        examples=expand(
+            "results/attribution/{modality}/{method}/fold0_examples",
+            modality=MODALITIES,
+            method=METHODS,
+        ),
+    output:
+        png=report(
+            "results/figures/overlays.png",
+            caption="../report/overlays.rst",
+            category="Layer saliency",
+        ),
+    params:
+        code=layer_code("figures"),
+    log:
+        "results/logs/figures/overlays.log",
+    benchmark:
+        "results/benchmarks/figures/overlays.tsv"
+    conda:
+        "../../envs/stats.yaml"
+    script:
+        "../scripts/figure_overlays.py"

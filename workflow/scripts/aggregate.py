@@ -1,0 +1,18 @@
+"""Reduce one job's attribution maps to per-scan, per-channel, per-layer scores."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+
+from layer.aggregate import aggregate_job  # noqa: E402
+from layer.io import read_tsv, write_tsv  # noqa: E402
+from layer.logs import log_to  # noqa: E402
+
+log = log_to(snakemake.log[0])
+table = aggregate_job(snakemake.input.maps, read_tsv(snakemake.input.sheet))
+table.insert(2, "modality", snakemake.wildcards.modality)
+table.insert(3, "method", snakemake.wildcards.method)
+table.insert(4, "fold", int(snakemake.wildcards.fold))
+write_tsv(table, snakemake.output.table)
+log.info("%d rows for %d scans", len(table), table["scan_id"].nunique())

@@ -1,0 +1,19 @@
+"""Example attribution maps over B-mode slices with the layer contours."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+
+from layer.attribution import read_examples  # noqa: E402
+from layer.figures import plot_overlays  # noqa: E402
+from layer.io import read_tsv  # noqa: E402
+from layer.logs import log_to  # noqa: E402
+
+log_to(snakemake.log[0])
+sheet = read_tsv(snakemake.input.sheet)
+examples = []
+for folder in snakemake.input.examples:
+    method_dir = Path(folder).parent
+    examples += read_examples(folder, sheet, method_dir.parent.name, method_dir.name)
+plot_overlays(examples, snakemake.output.png)

@@ -1,0 +1,41 @@
+"""Train one model (modality x fold), keep its best weights, curve and out-of-fold predictions."""
+
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+
+from layer.io import atomic_path, read_tsv, write_tsv  # noqa: E402
+from layer.logs import log_to  # noqa: E402
+from layer.train import ModelSpec, TrainSettings, remove_checkpoint, train_fold  # noqa: E402
+
+log = log_to(snakemake.log[0])
+p = snakemake.params
+spec = ModelSpec(name=p.model_name, width=p.width, bmode_max=p.bmode_max, swe_scale=p.swe_scale)
+settings = TrainSettings(
+    max_epochs=p.max_epochs,
+    patience=p.patience,
+    batch_size=p.batch_size,
+    learning_rate=p.learning_rate,
+    weight_decay=p.weight_decay,
+    seed=p.seed,
+    amp=p.amp,
+)
+saved, curve, oof = train_fold(
+    read_tsv(snakemake.input.sheet),
+    read_tsv(snakemake.input.folds),
+    snakemake.wildcards.modality,
+    int(snakemake.wildcards.fold),
+    spec,
+    settings,
+    threads=snakemake.threads,
+    checkpoint=p.checkpoint,
+)
+write_tsv(curve, snakemake.output.curve)
+write_tsv(oof, snakemake.output.oof)
+with atomic_path(snakemake.output.model) as tmp:
+    torch.save(saved, tmp)
+remove_checkpoint(p.checkpoint)
+log.info("best validation AUC %.3f after %d epochs", curve["val_auc"].max(), len(curve))
