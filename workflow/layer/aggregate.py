@@ -16,21 +16,20 @@ Each quantity except ``volume_share`` and ``n_voxels`` comes in two parts: ``abs
 either way) and ``pos`` (max(a, 0), evidence for the predicted class); the sign matters (design note).
 Background voxels (label 0) are excluded from every number, including the totals of the shares.
 
-Speed: summing per (scan, channel, label) with ``np.bincount`` over all voxels costs about 8x a memory
-copy on this project's machines (the scatter-add and its float64 cast dominate). Layer label maps are
-spatially coherent, so voxels come in runs of one label along the fastest axis; the runs are summed
-first with one ``np.add.reduceat`` per part and only the run sums are ``np.bincount``-ed, keyed by
-(scan, channel, label). That is the same bincount reduction on ~20x fewer elements. Fragmented label
-maps (many short runs) fall back to the per-voxel bincount, which gives the same numbers.
+Speed: all channels, both parts and all labels of a chunk of scans reduce in one ``np.bincount``
+keyed by (scan, channel, label, sign); see ``_chunk_sums``. No Python loop over layers or voxels; the
+only loop is over chunks of scans, to bound memory.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
+from layer.io import load_nifti
 from layer.names import BACKGROUND, LAYERS, N_LAYERS
 
 #: Quantities that exist once per part, in output order.
@@ -42,11 +41,11 @@ VOXEL_QUANTITIES: tuple[str, ...] = ("volume_share", "n_voxels")
 
 #: Number of label values including background (0..6).
 _N_LABELS = N_LAYERS + 1
-#: Bytes of float64 working buffer per chunk of scans: small enough to stay in cache between the
-#: two reductions that read it, large enough to amortise Python overhead.
+#: Bytes of work buffers per chunk of scans: small enough to stay in cache between the passes that
+#: read them, large enough to amortise Python overhead.
 _CHUNK_BYTES = 4 * 2**20
-#: Use the run-length path only when runs are on average at least this many voxels long.
-_MIN_MEAN_RUN = 4
+#: Independent accumulators per bin (see ``_chunk_sums``).
+_LANES = 8
 
 
 def measure_names() -> list[str]:
@@ -107,78 +106,82 @@ def _as_labels(layers: np.ndarray) -> np.ndarray:
     return layers
 
 
-def _runs(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Flat start index and label of every run of equal labels in ``labels`` [n, V] (runs never cross
-    scans). Sorted by scan, then voxel."""
-    n, v = labels.shape
-    change = np.empty((n, v), dtype=bool)
-    change[:, 0] = True
-    np.not_equal(labels[:, 1:], labels[:, :-1], out=change[:, 1:])
-    flat = np.flatnonzero(change)
-    return flat, labels.reshape(-1)[flat]
+@functools.lru_cache(maxsize=4)
+def _lane_pattern(v: int) -> np.ndarray:
+    """``(voxel % LANES) * 2 + 1`` as int32: the lane part of every key (see ``_chunk_sums``)."""
+    pattern = (np.arange(v, dtype=np.int32) % _LANES) * 2 + 1
+    pattern.flags.writeable = False  # cached and shared
+    return pattern
 
 
-def _chunk_sums(att: np.ndarray, labels: np.ndarray, buf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _negative_flags(x: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """-1 where ``x`` is negative (sign bit set), else 0, as int32 in ``out``.
+
+    For float32 this is an arithmetic shift of the bit pattern, about twice as fast as a comparison
+    followed by a bool-to-int cast. A set sign bit on -0.0 or NaN only changes which bin gets the
+    value: -0.0 adds nothing and NaN is caught afterwards.
+    """
+    if x.dtype == np.float32:
+        return np.right_shift(x.view(np.int32), 31, out=out)
+    np.copyto(out, np.less(x, 0), casting="unsafe")
+    return np.negative(out, out=out)
+
+
+def _chunk_sums(
+    att: np.ndarray, labels: np.ndarray, keys: np.ndarray, signs: np.ndarray, weights: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Per (scan, channel, label) sums of |a| and max(a, 0), and per (scan, label) voxel counts.
+
+    One ``np.bincount`` gives both parts: the key of a voxel value is
+    ``((((scan * C + channel) * 7 + label) * LANES + lane) * 2 + [a >= 0])``. The sign bit splits the
+    sums into the negative part N <= 0 and the non-negative part P, so ``pos = P`` and ``abs = P - N``
+    (no cancellation: both terms add magnitudes). The lane (voxel index mod ``LANES``) only spreads
+    neighbouring voxels, which mostly share a label, over different bins: consecutive adds into one
+    bin form a dependency chain that made a plain bincount 3x slower.
 
     Args:
         att: ``[n, C, V]`` attributions of a chunk of scans.
-        labels: ``[n, V]`` integer labels 0..6.
-        buf: float64 work buffer with at least ``n * C * V`` elements.
+        labels: ``[n, V]`` integer labels, already checked to lie in 0..6.
+        keys, signs: int32 work buffers, weights: float64 work buffer, each >= ``n * C * V`` long.
 
     Returns:
-        ``mass [n, C, 7, 2]`` (label 0 = background included) and ``counts [n, 7]``.
+        ``mass [n, C, 7, 2]`` (label 0 = background included; parts ``abs, pos``), ``counts [n, 7]``.
+        Label 0 (background) is summed like any label and dropped by the caller.
     """
     n, c, v = att.shape
-    flat, run_label = _runs(labels)
-    if run_label.size and (run_label.min() < 0 or run_label.max() > N_LAYERS):
-        raise ValueError(f"layer labels must lie in 0..{N_LAYERS}")
-    run_scan = flat // v
-    run_len = np.diff(np.append(flat, n * v))
-    counts = np.bincount(run_scan * _N_LABELS + run_label, weights=run_len, minlength=n * _N_LABELS)
+    size = n * c * _N_LABELS * _LANES * 2
+    base = np.multiply(labels, 2 * _LANES, dtype=np.int32)  # [n, V]
+    base += _lane_pattern(v)
+    base += (np.arange(n, dtype=np.int32) * (c * _N_LABELS * _LANES * 2))[:, None]
 
-    x = buf[: n * c * v]
-    np.copyto(x, att.reshape(-1))  # float64: sums of many float32 values need the precision
-    size = n * c * _N_LABELS
-    if flat.size * _MIN_MEAN_RUN <= n * v:
-        starts, keys = _run_layout(flat, run_scan, run_label, n, c, v)
-        signed_sum = np.bincount(keys, weights=np.add.reduceat(x, starts), minlength=size)
-        np.maximum(x, 0.0, out=x)
-        pos_sum = np.bincount(keys, weights=np.add.reduceat(x, starts), minlength=size)
-    else:  # fragmented label map: every voxel is its own run
-        scan_channel = np.arange(n * c).reshape(n, c, 1)
-        keys = (scan_channel * _N_LABELS + labels[:, None, :]).reshape(-1)
-        signed_sum = np.bincount(keys, weights=x, minlength=size)
-        np.maximum(x, 0.0, out=x)
-        pos_sum = np.bincount(keys, weights=x, minlength=size)
-    # sum|a| = 2 sum max(a,0) - sum a = P + N with P, N >= 0: rounding stays relative to sum|a| itself.
-    abs_sum = 2.0 * pos_sum - signed_sum
-    mass = np.stack([abs_sum, pos_sum], axis=-1).reshape(n, c, _N_LABELS, 2)
-    return mass, counts.reshape(n, _N_LABELS).astype(np.int64)
+    k = keys[: n * c * v].reshape(n, c, v)
+    channel_offset = (np.arange(c, dtype=np.int32) * (_N_LABELS * _LANES * 2))[None, :, None]
+    np.add(base[:, None, :], channel_offset, out=k)
+    k += _negative_flags(att, signs[: n * c * v].reshape(n, c, v))
+    w = weights[: n * c * v]
+    np.copyto(w, att.reshape(-1))  # float64: sums of many float32 values need the precision
+    sums = np.bincount(k.reshape(-1), weights=w, minlength=size)
+    sums = sums.reshape(n, c, _N_LABELS, _LANES, 2).sum(axis=3)
+    negative, nonnegative = sums[..., 0], sums[..., 1]
+    mass = np.stack([nonnegative - negative, nonnegative], axis=-1)
+    return mass, _label_counts(labels)
 
 
-def _run_layout(
-    flat: np.ndarray, run_scan: np.ndarray, run_label: np.ndarray, n: int, c: int, v: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Run starts in the flattened ``[n, C, V]`` attribution, in ascending order, and their bincount
-    keys ``(scan * C + channel) * 7 + label``.
+def _label_counts(labels: np.ndarray) -> np.ndarray:
+    """Voxels per (scan, label) of ``labels [n, V]`` as ``[n, 7]`` int64.
 
-    Each scan's runs are repeated for each channel; ``reduceat`` needs the starts sorted, i.e. ordered
-    by scan, then channel, then voxel. Run ``j`` of scan ``s`` (``R_s`` runs, the first at ``ptr_s``)
-    for channel ``k`` goes to position ``C * ptr_s + k * R_s + j``.
+    Counted over runs of equal labels (a label map is spatially coherent: ~20 voxels per run), which is
+    ~4x cheaper than a bincount over voxels.
     """
-    per_scan = np.bincount(run_scan, minlength=n)
-    ptr = np.concatenate(([0], np.cumsum(per_scan)[:-1]))
-    j = np.arange(flat.size) - ptr[run_scan]
-    voxel = flat - run_scan * v
-    channel = np.arange(c)[:, None]
-    pos = c * ptr[run_scan][None, :] + channel * per_scan[run_scan][None, :] + j[None, :]
-    scan_channel = run_scan[None, :] * c + channel
-    starts = np.empty(c * flat.size, dtype=np.intp)
-    keys = np.empty(c * flat.size, dtype=np.intp)
-    starts[pos] = scan_channel * v + voxel[None, :]
-    keys[pos] = scan_channel * _N_LABELS + run_label[None, :]
-    return starts, keys
+    n, v = labels.shape
+    change = np.empty((n, v), dtype=bool)
+    change[:, 0] = True  # runs never cross scans
+    np.not_equal(labels[:, 1:], labels[:, :-1], out=change[:, 1:])
+    starts = np.flatnonzero(change)
+    lengths = np.diff(starts, append=n * v)
+    keys = (starts // v) * _N_LABELS + labels.reshape(-1)[starts]
+    counts = np.bincount(keys, weights=lengths, minlength=n * _N_LABELS)
+    return counts.reshape(n, _N_LABELS).astype(np.int64)
 
 
 def _scan_measures(mass: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -226,13 +229,18 @@ def aggregate_scans(
     att = att.reshape(n, c, v)
     labels = labels.reshape(n, v)
 
-    per_chunk = max(1, _CHUNK_BYTES // max(1, 8 * c * v))
-    buf = np.empty(min(n, per_chunk) * c * v, dtype=np.float64)
+    if labels.size and (labels.min() < 0 or labels.max() > N_LAYERS):
+        raise ValueError(f"layer labels must lie in 0..{N_LAYERS}")
+
+    per_chunk = max(1, _CHUNK_BYTES // max(1, 16 * c * v))  # 16 bytes of work buffer per value
+    buf_len = min(n, per_chunk) * c * v
+    keys, signs = np.empty(buf_len, dtype=np.int32), np.empty(buf_len, dtype=np.int32)
+    weights = np.empty(buf_len, dtype=np.float64)
     mass = np.empty((n, c, _N_LABELS, 2))
     counts = np.empty((n, _N_LABELS), dtype=np.int64)
-    for s0 in range(0, n, per_chunk):  # chunks bound memory and keep the buffer in cache
+    for s0 in range(0, n, per_chunk):  # chunks bound memory and keep the work buffers in cache
         sl = slice(s0, s0 + per_chunk)
-        mass[sl], counts[sl] = _chunk_sums(att[sl], labels[sl], buf)
+        mass[sl], counts[sl] = _chunk_sums(att[sl], labels[sl], keys, signs, weights)
 
     bad = ~np.isfinite(np.delete(mass, BACKGROUND, axis=2)).all(axis=(1, 2, 3))
     if bad.any():
@@ -269,7 +277,44 @@ def layer_scores(attribution: np.ndarray, layers: np.ndarray, channels: Sequence
     return table.drop(columns="scan_id")
 
 
+def load_maps(path: str) -> tuple[np.ndarray, list[str], tuple[str, ...]]:
+    """Read an attribution job file (``maps``, ``scan_ids``, ``channels``; no pickle).
+
+    Same format as ``layer.attribution.save_maps``; read here so that aggregation does not import torch.
+    """
+    with np.load(path, allow_pickle=False) as z:
+        return z["maps"], [str(s) for s in z["scan_ids"]], tuple(str(c) for c in z["channels"])
+
+
+def aggregate_job(maps_path: str, sheet: pd.DataFrame, scans_per_chunk: int = 64) -> pd.DataFrame:
+    """Per-layer scores of one attribution job (modality x method x fold).
+
+    Label maps are read from the sheet's ``layers`` paths, a chunk of scans at a time, so that memory
+    stays bounded at paper scale (4,000 scans).
+
+    Returns:
+        Columns ``scan_id, subject_id, channel, layer, measure, value`` (see ``aggregate_scans``).
+    """
+    maps, scan_ids, channels = load_maps(maps_path)
+    rows = sheet.set_index(sheet["scan_id"].astype(str))
+    missing = sorted(set(scan_ids) - set(rows.index))
+    if missing:
+        raise ValueError(f"scans {missing[:5]} of {maps_path} are not in the cohort sheet")
+    parts = [aggregate_scans(maps[:0], np.zeros((0,) + maps.shape[2:], dtype=np.int16), [], channels)]
+    for s0 in range(0, len(scan_ids), scans_per_chunk):
+        ids = scan_ids[s0 : s0 + scans_per_chunk]
+        layers = np.stack([_as_labels(load_nifti(rows.at[sid, "layers"])[0]) for sid in ids])
+        if layers.shape[1:] != maps.shape[2:]:
+            raise ValueError(f"attribution grid {maps.shape[2:]} differs from layer map grid {layers.shape[1:]}")
+        parts.append(aggregate_scans(maps[s0 : s0 + scans_per_chunk], layers, ids, channels))
+    table = pd.concat(parts, ignore_index=True)
+    table.insert(1, "subject_id", rows.loc[table["scan_id"], "subject_id"].astype(str).to_numpy())
+    return table
+
+
 __all__ = [
+    "aggregate_job",
+    "load_maps",
     "PARTS",
     "PART_QUANTITIES",
     "VOXEL_QUANTITIES",

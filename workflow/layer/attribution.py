@@ -128,8 +128,6 @@ def attribute_fold(
     Returns (maps, scan ids, channel names, QC table with a ``scan_id`` column).
     """
     model, spec, modality = load_model(model_path)
-    for p in model.parameters():
-        p.requires_grad_(False)
     saved_fold = int(torch.load(model_path, map_location="cpu", weights_only=True)["fold"])
     test_ids = folds.loc[(folds["fold"] == saved_fold) & (folds["role"] == "test"), "scan_id"].astype(str).tolist()
     items = data.make_items(sheet, test_ids)

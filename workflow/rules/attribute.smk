@@ -6,28 +6,30 @@ rule attribute:
     output:
         maps="results/attribution/{modality}/{method}/fold{fold}.npz",
         qc="results/attribution/{modality}/{method}/fold{fold}_qc.tsv",
-        examples=directory("results/attribution/{modality}/{method}/fold{fold}_examples"),
+        examples=directory(
+            "results/attribution/{modality}/{method}/fold{fold}_examples"
+        ),
+    log:
+        "results/logs/attribute/{modality}/{method}/fold{fold}.log",
+    benchmark:
+        "results/benchmarks/attribute/{modality}/{method}/fold{fold}.tsv"
+    wildcard_constraints:
+        modality="bmode|swe|fused",
+        method="gradcam|integrated_gradients",
+        fold=r"\d+",
+    conda:
+        "../../envs/torch.yaml"
+    threads: 1
+    resources:
+        gpu=1,
+        mem_mb=4000,
+        runtime=120,
     params:
         gradcam_layer=config["attribution"]["gradcam_layer"],
         ig_steps=config["attribution"]["ig_steps"],
         batch_size=config["attribution"]["batch_size"],
         n_examples=config["attribution"]["n_examples"],
         code=layer_code("data", "model", "train", "attribution"),
-    wildcard_constraints:
-        modality="bmode|swe|fused",
-        method="gradcam|integrated_gradients",
-        fold=r"\d+",
-    threads: 1
-    resources:
-        gpu=1,
-        mem_mb=4000,
-        runtime=120,
-    log:
-        "results/logs/attribute/{modality}/{method}/fold{fold}.log",
-    benchmark:
-        "results/benchmarks/attribute/{modality}/{method}/fold{fold}.tsv"
-    conda:
-        "../../envs/torch.yaml"
     script:
         "../scripts/attribute.py"
 
@@ -38,17 +40,17 @@ rule aggregate:
         maps="results/attribution/{modality}/{method}/fold{fold}.npz",
     output:
         table="results/aggregate/{modality}/{method}/fold{fold}.tsv",
-    params:
-        code=layer_code("aggregate"),
-    wildcard_constraints:
-        modality="bmode|swe|fused",
-        method="gradcam|integrated_gradients",
-        fold=r"\d+",
     log:
         "results/logs/aggregate/{modality}/{method}/fold{fold}.log",
     benchmark:
         "results/benchmarks/aggregate/{modality}/{method}/fold{fold}.tsv"
+    wildcard_constraints:
+        modality="bmode|swe|fused",
+        method="gradcam|integrated_gradients",
+        fold=r"\d+",
     conda:
         "../../envs/stats.yaml"
+    params:
+        code=layer_code("aggregate"),
     script:
         "../scripts/aggregate.py"

@@ -3,7 +3,17 @@ rule validate_cohort:
         sheet=cohort_sheet(),
     output:
         sheet="results/cohort/validated.tsv",
-        report="results/cohort/validation_report.txt",
+        report=report(
+            "results/cohort/validation_report.txt",
+            caption="../report/validation_report.rst",
+            category="Cohort",
+        ),
+    log:
+        "results/logs/cohort/validate.log",
+    benchmark:
+        "results/benchmarks/cohort/validate.tsv"
+    conda:
+        "../../envs/cohort.yaml"
     params:
         n_folds=config["split"]["n_folds"],
         affine_tolerance_mm=config["validate"]["affine_tolerance_mm"],
@@ -12,12 +22,6 @@ rule validate_cohort:
         allow_outside_paths=config["validate"]["allow_outside_paths"],
         spacing_tolerance=config["validate"]["spacing_tolerance"],
         code=layer_code("validate"),
-    log:
-        "results/logs/cohort/validate.log",
-    benchmark:
-        "results/benchmarks/cohort/validate.tsv"
-    conda:
-        "../../envs/cohort.yaml"
     script:
         "../scripts/validate_cohort.py"
 
@@ -27,16 +31,16 @@ rule split:
         sheet="results/cohort/validated.tsv",
     output:
         folds="results/splits/folds.tsv",
-    params:
-        n_folds=config["split"]["n_folds"],
-        val_fraction=config["split"]["val_fraction"],
-        seed=config["split"]["seed"],
-        code=layer_code("split"),
     log:
         "results/logs/cohort/split.log",
     benchmark:
         "results/benchmarks/cohort/split.tsv"
     conda:
         "../../envs/cohort.yaml"
+    params:
+        n_folds=config["split"]["n_folds"],
+        val_fraction=config["split"]["val_fraction"],
+        seed=config["split"]["seed"],
+        code=layer_code("split"),
     script:
         "../scripts/split.py"

@@ -31,10 +31,6 @@ METHODS = config["attribution"]["methods"]
 FOLDS = list(range(config["split"]["n_folds"]))
 
 
-def models(modality):
-    return expand("results/models/{modality}/fold{fold}.pt", modality=modality, fold=FOLDS)
-
-
 def aggregated():
     return expand(
         "results/aggregate/{modality}/{method}/fold{fold}.tsv",
@@ -58,4 +54,8 @@ def all_outputs():
 
 def ground_truth():
     """The synthetic cohort's ground truth (oracle AUC), or nothing for a user's cohort."""
-    return [] if config["cohort"]["sheet"] else ["results/cohort/synthetic/ground_truth.json"]
+    return (
+        []
+        if config["cohort"]["sheet"]
+        else ["results/cohort/synthetic/ground_truth.json"]
+    )

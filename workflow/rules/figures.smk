@@ -7,15 +7,16 @@ rule figure_saliency:
             caption="../report/layer_saliency.rst",
             category="Layer saliency",
         ),
-    params:
-        measure=config["report"]["primary_measure"],
-        code=layer_code("figures"),
     log:
         "results/logs/figures/layer_saliency.log",
     benchmark:
         "results/benchmarks/figures/layer_saliency.tsv"
     conda:
         "../../envs/stats.yaml"
+    params:
+        measure=config["report"]["primary_measure"],
+        confidence_level=config["bootstrap"]["confidence_level"],
+        code=layer_code("figures"),
     script:
         "../scripts/figure_saliency.py"
 
@@ -41,14 +42,14 @@ rule figure_performance:
             caption="../report/training_curves.rst",
             category="Model performance",
         ),
-    params:
-        code=layer_code("figures"),
     log:
         "results/logs/figures/performance.log",
     benchmark:
         "results/benchmarks/figures/performance.tsv"
     conda:
         "../../envs/stats.yaml"
+    params:
+        code=layer_code("figures"),
     script:
         "../scripts/figure_performance.py"
 
@@ -67,13 +68,13 @@ rule figure_overlays:
             caption="../report/overlays.rst",
             category="Layer saliency",
         ),
-    params:
-        code=layer_code("figures"),
     log:
         "results/logs/figures/overlays.log",
     benchmark:
         "results/benchmarks/figures/overlays.tsv"
     conda:
         "../../envs/stats.yaml"
+    params:
+        code=layer_code("figures"),
     script:
         "../scripts/figure_overlays.py"

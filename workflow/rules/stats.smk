@@ -24,6 +24,12 @@ rule statistics:
             category="Tables",
         ),
         oof="results/stats/oof_predictions.tsv",
+    log:
+        "results/logs/stats/statistics.log",
+    benchmark:
+        "results/benchmarks/stats/statistics.tsv"
+    conda:
+        "../../envs/stats.yaml"
     params:
         n_resamples=config["bootstrap"]["n_resamples"],
         confidence_level=config["bootstrap"]["confidence_level"],
@@ -31,11 +37,5 @@ rule statistics:
         primary_method=config["report"]["primary_method"],
         primary_measure=config["report"]["primary_measure"],
         code=layer_code("stats"),
-    log:
-        "results/logs/stats/statistics.log",
-    benchmark:
-        "results/benchmarks/stats/statistics.tsv"
-    conda:
-        "../../envs/stats.yaml"
     script:
         "../scripts/statistics.py"

@@ -3,6 +3,12 @@ rule synth_chunk:
         sheet="results/cohort/synthetic/chunks/chunk{chunk}_sheet.tsv",
         features="results/cohort/synthetic/chunks/chunk{chunk}_features.tsv",
         scans=directory("results/cohort/synthetic/scans/chunk{chunk}"),
+    log:
+        "results/logs/synth/chunk{chunk}.log",
+    benchmark:
+        "results/benchmarks/synth/chunk{chunk}.tsv"
+    conda:
+        "../../envs/cohort.yaml"
     params:
         preset=config["synthetic"]["preset"],
         effects=config["synthetic"]["effects"],
@@ -14,12 +20,6 @@ rule synth_chunk:
         seed=config["synthetic"]["seed"],
         chunks=config["synthetic"]["chunks"],
         code=synth_code(),
-    log:
-        "results/logs/synth/chunk{chunk}.log",
-    benchmark:
-        "results/benchmarks/synth/chunk{chunk}.tsv"
-    conda:
-        "../../envs/cohort.yaml"
     script:
         "../scripts/synth_chunk.py"
 
@@ -42,6 +42,12 @@ rule synth_cohort:
         sheet="results/cohort/synthetic/cohort.tsv",
         features="results/cohort/synthetic/features.tsv",
         truth="results/cohort/synthetic/ground_truth.json",
+    log:
+        "results/logs/synth/cohort.log",
+    benchmark:
+        "results/benchmarks/synth/cohort.tsv"
+    conda:
+        "../../envs/cohort.yaml"
     params:
         preset=config["synthetic"]["preset"],
         effects=config["synthetic"]["effects"],
@@ -52,11 +58,5 @@ rule synth_cohort:
         label_noise=config["synthetic"]["label_noise"],
         seed=config["synthetic"]["seed"],
         code=synth_code(),
-    log:
-        "results/logs/synth/cohort.log",
-    benchmark:
-        "results/benchmarks/synth/cohort.tsv"
-    conda:
-        "../../envs/cohort.yaml"
     script:
         "../scripts/synth_cohort.py"

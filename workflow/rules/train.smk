@@ -6,6 +6,20 @@ rule train:
         model="results/models/{modality}/fold{fold}.pt",
         curve="results/models/{modality}/fold{fold}_curve.tsv",
         oof="results/models/{modality}/fold{fold}_oof.tsv",
+    log:
+        "results/logs/train/{modality}/fold{fold}.log",
+    benchmark:
+        "results/benchmarks/train/{modality}/fold{fold}.tsv"
+    wildcard_constraints:
+        modality="bmode|swe|fused",
+        fold=r"\d+",
+    conda:
+        "../../envs/torch.yaml"
+    threads: config["train"]["threads"]
+    resources:
+        gpu=1,
+        mem_mb=4000,
+        runtime=120,
     params:
         checkpoint="results/checkpoints/{modality}/fold{fold}.ckpt",
         model_name=config["model"]["name"],
@@ -20,19 +34,5 @@ rule train:
         seed=config["train"]["seed"],
         amp=config["train"]["amp"],
         code=layer_code("data", "model", "train"),
-    wildcard_constraints:
-        modality="bmode|swe|fused",
-        fold=r"\d+",
-    threads: config["train"]["threads"]
-    resources:
-        gpu=1,
-        mem_mb=4000,
-        runtime=120,
-    log:
-        "results/logs/train/{modality}/fold{fold}.log",
-    benchmark:
-        "results/benchmarks/train/{modality}/fold{fold}.tsv"
-    conda:
-        "../../envs/torch.yaml"
     script:
         "../scripts/train.py"

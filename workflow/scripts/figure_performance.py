@@ -14,7 +14,13 @@ from layer.logs import log_to  # noqa: E402
 
 log_to(snakemake.log[0])
 oracle = json.loads(Path(snakemake.input.truth[0]).read_text())["oracle_auc"] if snakemake.input.truth else None
-plot_roc(read_tsv(snakemake.input.oof), read_tsv(snakemake.input.performance), snakemake.output.roc, oracle_auc=oracle)
+plot_roc(
+    read_tsv(snakemake.input.oof),
+    read_tsv(snakemake.input.performance),
+    snakemake.output.roc,
+    oracle_auc=oracle,
+    confidence_level=snakemake.params.confidence_level,
+)
 curves = []
 for path in snakemake.input.curves:
     modality, fold = Path(path).parent.name, int(Path(path).name.split("_")[0].removeprefix("fold"))

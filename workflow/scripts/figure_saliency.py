@@ -10,4 +10,9 @@ from layer.io import read_tsv  # noqa: E402
 from layer.logs import log_to  # noqa: E402
 
 log_to(snakemake.log[0])
-plot_layer_saliency(read_tsv(snakemake.input.saliency), snakemake.params.measure, snakemake.output.png)
+plot_layer_saliency(
+    read_tsv(snakemake.input.saliency),
+    snakemake.params.measure,
+    snakemake.output.png,
+    confidence_level=snakemake.params.confidence_level,
+)

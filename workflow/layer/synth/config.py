@@ -11,7 +11,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -124,14 +124,17 @@ class SynthConfig:
     ``AUTO_FOV_DEPTH_MM / depth``. After construction ``spacing`` is always three floats.
     """
 
+    #: The keys of the workflow config block ``synthetic:`` that configure the cohort.
+    CONFIG_KEYS: ClassVar[tuple[str, ...]] = CONFIG_KEYS
+
     preset: str = "realistic"
     effects: tuple[Effect, ...] = ()
-    n_subjects: int = 40
+    n_subjects: int = 100
     scans_per_subject: int = 4
     shape: tuple[int, int, int] = (48, 32, 32)
     spacing: tuple[float, float, float] | float | None = None
     label_noise: float = 0.0
-    seed: int = 0
+    seed: int = 1
 
     def __post_init__(self) -> None:
         set_ = functools.partial(object.__setattr__, self)

@@ -17,10 +17,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import math
+
 import numpy as np
 import pandas as pd
-from scipy.stats import norm
-from sklearn.metrics import roc_auc_score
 
 from layer import __version__
 from layer.names import FEATURES, LAYERS
@@ -228,6 +228,8 @@ def oracle_auc(cfg: SynthConfig, features: pd.DataFrame) -> float | None:
 
     z_k is the feature standardised with the population mean and SD. None when only one class is present.
     """
+    from sklearn.metrics import roc_auc_score  # slow import, needed only when a cohort is finalized
+
     wide = wide_values(features)
     pop = population_arrays()
     zs = (wide.to_numpy() - pop["mean"]) / pop["sd"]
@@ -240,7 +242,8 @@ def oracle_auc(cfg: SynthConfig, features: pd.DataFrame) -> float | None:
 
 def oracle_auc_analytic(cfg: SynthConfig) -> float:
     """Phi(sqrt(sum d^2) / sqrt 2): the oracle AUC of independent unit-variance Gaussian features."""
-    return float(norm.cdf(np.sqrt(np.sum(direct_d(cfg) ** 2)) / np.sqrt(2.0)))
+    x = math.sqrt(float(np.sum(direct_d(cfg) ** 2)) / 2.0)
+    return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
 
 
 def ground_truth(cfg: SynthConfig, features: pd.DataFrame) -> dict[str, Any]:
@@ -268,6 +271,10 @@ def ground_truth(cfg: SynthConfig, features: pd.DataFrame) -> dict[str, Any]:
         ],
         "oracle_auc": None if auc is None else round(auc, 6),
         "oracle_auc_analytic": round(oracle_auc_analytic(cfg), 6),
-        "units": {"thickness": "mm", "echogenicity": "dB re fascia", "texture": "index (1 = typical)",
-                  "stiffness": "m/s (intrinsic shear-wave speed)"},
+        "units": {
+            "thickness": "mm",
+            "echogenicity": "dB re fascia",
+            "texture": "index (1 = typical)",
+            "stiffness": "m/s (intrinsic shear-wave speed)",
+        },
     }

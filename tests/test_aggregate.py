@@ -1,0 +1,203 @@
+"""Per-layer scores on a toy volume computed by hand, and the batched path against a plain reference.
+
+Toy label map (2 x 2 x 3, flattened order) and attribution of channel ``a``::
+
+    voxel   0    1    2    3    4    5    6    7    8    9    10   11
+    label   0    1    1    2    2    3    3    6    6    6    0    1
+    a       9    1   -2   0.5  0.5  -1    2    3   -1    4  -100   0
+
+Layers 4 (deep_fat) and 5 (dfm) are absent; voxels 0 and 10 are background and must not count.
+Per layer (|a| / max(a,0) / voxels): dermis 3 / 1 / 3, superficial_fat 1 / 1 / 2, sfm 3 / 2 / 2,
+muscle 8 / 7 / 3; totals 15 / 11 / 10 voxels.
+Channel ``zero`` is 0 inside the layers and 5 in the background: zero total mass.
+Channel ``neg`` is -a: same |a|, its own positive part (dermis 2, superficial_fat 0, sfm 1, muscle 1).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from layer.aggregate import aggregate_scans, derive_measures, layer_scores, measure_names
+from layer.names import LAYERS
+
+NAN = math.nan
+LABELS = np.array([0, 1, 1, 2, 2, 3, 3, 6, 6, 6, 0, 1]).reshape(2, 2, 3)
+A = np.array([9, 1, -2, 0.5, 0.5, -1, 2, 3, -1, 4, -100, 0], dtype=np.float32).reshape(2, 2, 3)
+ZERO = np.where(LABELS == 0, 5.0, 0.0).astype(np.float32)
+
+# layer order: dermis, superficial_fat, sfm, deep_fat, dfm, muscle
+EXPECTED_A = {
+    "mass_abs": [3, 1, 3, 0, 0, 8],
+    "mass_pos": [1, 1, 2, 0, 0, 7],
+    "mass_share_abs": [3 / 15, 1 / 15, 3 / 15, 0, 0, 8 / 15],
+    "mass_share_pos": [1 / 11, 1 / 11, 2 / 11, 0, 0, 7 / 11],
+    "density_abs": [1, 0.5, 1.5, NAN, NAN, 8 / 3],
+    "density_pos": [1 / 3, 0.5, 1, NAN, NAN, 7 / 3],
+    "gain_abs": [(3 / 15) / 0.3, (1 / 15) / 0.2, (3 / 15) / 0.2, NAN, NAN, (8 / 15) / 0.3],
+    "gain_pos": [(1 / 11) / 0.3, (1 / 11) / 0.2, (2 / 11) / 0.2, NAN, NAN, (7 / 11) / 0.3],
+    "volume_share": [0.3, 0.2, 0.2, 0, 0, 0.3],
+    "n_voxels": [3, 2, 2, 0, 0, 3],
+}
+EXPECTED_ZERO = {
+    "mass_abs": [0, 0, 0, 0, 0, 0],
+    "mass_pos": [0, 0, 0, 0, 0, 0],
+    "mass_share_abs": [NAN] * 6,
+    "mass_share_pos": [NAN] * 6,
+    "density_abs": [0, 0, 0, NAN, NAN, 0],
+    "density_pos": [0, 0, 0, NAN, NAN, 0],
+    "gain_abs": [NAN] * 6,
+    "gain_pos": [NAN] * 6,
+    "volume_share": [0.3, 0.2, 0.2, 0, 0, 0.3],
+    "n_voxels": [3, 2, 2, 0, 0, 3],
+}
+EXPECTED_NEG_POS = {
+    "mass_pos": [2, 0, 1, 0, 0, 1],
+    "mass_share_pos": [2 / 4, 0, 1 / 4, 0, 0, 1 / 4],
+    "density_pos": [2 / 3, 0, 0.5, NAN, NAN, 1 / 3],
+    "gain_pos": [0.5 / 0.3, 0, 0.25 / 0.2, NAN, NAN, 0.25 / 0.3],
+}
+
+
+def wide(table: pd.DataFrame, channel: str) -> dict[str, list[float]]:
+    """``measure -> six values in LAYERS order`` for one channel of a ``layer_scores`` table."""
+    sub = table[table["channel"] == channel].pivot(index="layer", columns="measure", values="value")
+    return {m: sub.loc[list(LAYERS), m].tolist() for m in sub.columns}
+
+
+def assert_values(got: dict[str, list[float]], expected: dict[str, list[float]]) -> None:
+    for measure, values in expected.items():
+        assert got[measure] == pytest.approx(values, rel=1e-12, abs=1e-15, nan_ok=True), measure
+
+
+def toy_table() -> pd.DataFrame:
+    return layer_scores(np.stack([A, ZERO, -A]), LABELS, ["a", "zero", "neg"])
+
+
+def test_measure_names_fixed_order():
+    assert measure_names() == [
+        "mass_abs", "mass_pos", "mass_share_abs", "mass_share_pos", "density_abs", "density_pos",
+        "gain_abs", "gain_pos", "volume_share", "n_voxels",
+    ]
+
+
+def test_hand_computed_channel_every_quantity_both_parts():
+    assert_values(wide(toy_table(), "a"), EXPECTED_A)
+
+
+def test_zero_total_mass_gives_nan_shares_and_background_is_ignored():
+    assert_values(wide(toy_table(), "zero"), EXPECTED_ZERO)
+
+
+def test_negated_channel_keeps_abs_and_has_its_own_positive_part():
+    got = wide(toy_table(), "neg")
+    assert_values(got, {k: v for k, v in EXPECTED_A.items() if not k.endswith("_pos")})
+    assert_values(got, EXPECTED_NEG_POS)
+
+
+def test_table_layout():
+    table = toy_table()
+    assert list(table.columns) == ["channel", "layer", "measure", "value"]
+    assert len(table) == 3 * 6 * len(measure_names())
+    first = table.iloc[: len(measure_names())]
+    assert set(first["channel"]) == {"a"} and set(first["layer"]) == {"dermis"}
+    assert first["measure"].tolist() == measure_names()
+    assert table["layer"].drop_duplicates().tolist() == list(LAYERS)
+    assert "volume_abs" not in set(table["measure"])
+
+
+def test_background_values_do_not_change_anything():
+    loud = np.where(LABELS == 0, 1e6, A).astype(np.float32)
+    pd.testing.assert_frame_equal(layer_scores(loud[None], LABELS, ["a"]), layer_scores(A[None], LABELS, ["a"]))
+
+
+def reference(att: np.ndarray, lab: np.ndarray) -> np.ndarray:
+    """Plain masked sums, one layer at a time: ``[C, 6, 2]`` |a| and max(a,0) masses and voxel counts."""
+    mass = np.zeros((att.shape[0], 6, 2))
+    n = np.zeros(6)
+    for i in range(6):
+        mask = lab == i + 1
+        n[i] = mask.sum()
+        for c in range(att.shape[0]):
+            vals = att[c][mask].astype(np.float64)
+            mass[c, i] = np.abs(vals).sum(), np.maximum(vals, 0).sum()
+    return mass, n
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batched_scans_match_plain_reference(dtype):
+    rng = np.random.default_rng(3)
+    n_scans, shape = 5, (6, 7, 9)
+    att = rng.normal(size=(n_scans, 2) + shape).astype(dtype)
+    offset = rng.integers(-1, 2, size=(n_scans, 1) + shape[1:])  # wavy boundaries
+    layered = np.clip(np.arange(shape[0])[None, :, None, None] + offset, 0, 6)  # coherent layers
+    fragmented = rng.integers(0, 7, size=(n_scans,) + shape)  # every voxel its own label
+    for lab in (layered, fragmented):
+        lab = lab.astype(np.uint8)
+        table = aggregate_scans(att, lab, [f"s{i}" for i in range(n_scans)], ["b", "s"])
+        assert list(table.columns) == ["scan_id", "channel", "layer", "measure", "value"]
+        assert table["scan_id"].tolist()[:: 2 * 6 * len(measure_names())] == [f"s{i}" for i in range(n_scans)]
+        for i in range(n_scans):
+            mass, n = reference(att[i], lab[i])
+            one = table[table["scan_id"] == f"s{i}"]
+            single = layer_scores(att[i], lab[i], ["b", "s"])
+            np.testing.assert_array_equal(one["value"].to_numpy(), single["value"].to_numpy())
+            for c, channel in enumerate(["b", "s"]):
+                got = wide(one, channel)
+                np.testing.assert_allclose(got["mass_abs"], mass[c, :, 0], rtol=1e-12)
+                np.testing.assert_allclose(got["mass_pos"], mass[c, :, 1], rtol=1e-12)
+                np.testing.assert_array_equal(got["n_voxels"], n)
+
+
+def test_float_label_maps_accepted_and_bad_labels_rejected():
+    as_float = layer_scores(A[None], LABELS.astype(np.float32), ["a"])
+    pd.testing.assert_frame_equal(as_float, layer_scores(A[None], LABELS, ["a"]))
+    with pytest.raises(ValueError):
+        layer_scores(A[None], np.where(LABELS == 6, 7, LABELS), ["a"])
+    with pytest.raises(ValueError):
+        layer_scores(A[None], LABELS + 0.5, ["a"])
+    with pytest.raises(ValueError):
+        layer_scores(A[None], LABELS[:, :, :2], ["a"])
+
+
+def test_non_finite_attribution_inside_layers_is_an_error_but_not_in_background():
+    bad = A.copy()
+    bad.reshape(-1)[3] = np.nan
+    with pytest.raises(ValueError, match="non-finite"):
+        layer_scores(bad[None], LABELS, ["a"])
+    background_nan = A.copy()
+    background_nan.reshape(-1)[0] = np.nan
+    assert_values(wide(layer_scores(background_nan[None], LABELS, ["a"]), "a"), EXPECTED_A)
+
+
+def test_derive_measures_of_a_union_is_the_union_of_its_parts():
+    """Composite = what the formulas give for the pooled voxels: the property stats relies on."""
+    mass = np.array([[3.0, 1.0], [1.0, 1.0]])
+    n = np.array([3.0, 2.0])
+    union = derive_measures(mass.sum(axis=0), n.sum(), np.array([15.0, 11.0]), 10.0)
+    assert float(union["mass_share_abs"]) == pytest.approx(4 / 15)
+    assert float(union["density_pos"]) == pytest.approx(2 / 5)
+    assert float(union["gain_abs"]) == pytest.approx((4 / 15) / 0.5)
+    assert float(union["volume_share"]) == pytest.approx(0.5)
+
+
+def test_aggregate_job_reads_maps_and_label_maps_and_adds_subjects(tmp_path):
+    from layer.aggregate import aggregate_job
+    from layer.io import affine_from_spacing, save_nifti
+
+    labels = [LABELS, np.where(LABELS == 6, 5, LABELS)]
+    rows = []
+    for i, lab in enumerate(labels):
+        path = tmp_path / f"s{i}_layers.nii.gz"
+        save_nifti(lab.astype(np.uint8), affine_from_spacing((1.0, 1.0, 1.0)), path)
+        rows.append({"scan_id": f"s{i}", "subject_id": f"p{i // 2}", "layers": str(path)})
+    maps = np.stack([np.stack([A, -A]), np.stack([A, ZERO])])
+    np.savez_compressed(tmp_path / "job.npz", maps=maps, scan_ids=np.array(["s0", "s1"]), channels=np.array(["b", "s"]))
+    table = aggregate_job(str(tmp_path / "job.npz"), pd.DataFrame(rows), scans_per_chunk=1)
+    assert list(table.columns) == ["scan_id", "subject_id", "channel", "layer", "measure", "value"]
+    assert set(table["subject_id"]) == {"p0"}
+    expected = aggregate_scans(maps, np.stack(labels), ["s0", "s1"], ["b", "s"])
+    np.testing.assert_array_equal(table["value"].to_numpy(), expected["value"].to_numpy())

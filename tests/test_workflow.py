@@ -1,0 +1,167 @@
+"""The workflow end to end on the smoke preset, and "rerun only stale steps" proved with dry runs.
+
+One session-scoped run (a few minutes on 2 cores):
+1. the smoke study with Grad-CAM only;
+2. a dry run that adds Integrated Gradients: only that method's jobs and what follows them may run;
+3. the real run that adds it;
+4. a dry run that changes bootstrap.n_resamples: only statistics and what follows may run.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from layer.names import LAYERS
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+SMOKE = ROOT / "config" / "presets" / "smoke.yaml"
+
+pytestmark = pytest.mark.slow
+
+
+def snakemake(workdir: Path, *args: str, configs: tuple[Path, ...] = ()) -> subprocess.CompletedProcess:
+    cmd = [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--cores", "2", "--configfile", str(SMOKE), *map(str, configs), *args]
+    return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=900)
+
+
+def planned_jobs(dry_run_output: str) -> dict[str, int]:
+    """Job counts per rule from the 'Job stats' table of a dry run."""
+    counts: dict[str, int] = {}
+    table = dry_run_output.split("Job stats:", 1)[1] if "Job stats:" in dry_run_output else ""
+    for line in table.splitlines():
+        match = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if match and match.group(1) != "total":
+            counts[match.group(1)] = int(match.group(2))
+    return counts
+
+
+@pytest.fixture(scope="session")
+def smoke(tmp_path_factory) -> dict:
+    work = tmp_path_factory.mktemp("smoke")
+    shutil.copytree(ROOT / "config", work / "config")  # a deployment: the user's config/ beside results/
+    only_gradcam = work / "gradcam_only.yaml"
+    only_gradcam.write_text("attribution:\n  methods: [gradcam]\n")
+    more_resamples = work / "more_resamples.yaml"
+    more_resamples.write_text("bootstrap:\n  n_resamples: 300\n")
+    first = snakemake(work, configs=(only_gradcam,))
+    assert first.returncode == 0, first.stderr[-4000:]
+    add_method = snakemake(work, "-n")
+    assert add_method.returncode == 0, add_method.stderr[-4000:]
+    second = snakemake(work)
+    assert second.returncode == 0, second.stderr[-4000:]
+    nothing = snakemake(work, "-n")
+    change_bootstrap = snakemake(work, "-n", configs=(more_resamples,))
+    return {
+        "work": work,
+        "results": work / "results",
+        "add_method": planned_jobs(add_method.stdout + add_method.stderr),
+        "add_method_text": add_method.stdout + add_method.stderr,
+        "nothing": nothing.stdout + nothing.stderr,
+        "change_bootstrap": planned_jobs(change_bootstrap.stdout + change_bootstrap.stderr),
+    }
+
+
+def test_adding_a_method_runs_only_its_jobs(smoke):
+    jobs = smoke["add_method"]
+    n_jobs = 3 * 2  # 3 modalities x 2 folds of the smoke preset
+    assert jobs == {
+        "attribute": n_jobs,
+        "aggregate": n_jobs,
+        "statistics": 1,
+        "figure_saliency": 1,
+        "figure_performance": 1,
+        "figure_overlays": 1,
+        "all": 1,
+    }
+    assert "method=gradcam" not in smoke["add_method_text"]
+
+
+def test_changing_n_resamples_reruns_only_statistics(smoke):
+    assert "Nothing to be done" in smoke["nothing"]
+    assert smoke["change_bootstrap"] == {"statistics": 1, "figure_saliency": 1, "figure_performance": 1, "all": 1}
+
+
+def test_outputs_exist(smoke):
+    res = smoke["results"]
+    for rel in [
+        "cohort/synthetic/cohort.tsv",
+        "cohort/synthetic/features.tsv",
+        "cohort/synthetic/ground_truth.json",
+        "cohort/validation_report.txt",
+        "splits/folds.tsv",
+        "stats/layer_saliency.tsv",
+        "stats/performance.tsv",
+        "stats/paper_table.tsv",
+        "figures/layer_saliency.png",
+        "figures/roc.png",
+        "figures/training_curves.png",
+        "figures/overlays.png",
+    ]:
+        assert (res / rel).stat().st_size > 0, rel
+    for modality in ("bmode", "swe", "fused"):
+        for fold in (0, 1):
+            assert (res / f"models/{modality}/fold{fold}.pt").exists()
+            assert not (res / f"checkpoints/{modality}/fold{fold}.ckpt").exists()  # removed after success
+            for method in ("gradcam", "integrated_gradients"):
+                assert (res / f"attribution/{modality}/{method}/fold{fold}.npz").exists()
+    for fig in (res / "figures").glob("*.png"):
+        assert fig.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_folds_have_no_leakage(smoke):
+    folds = pd.read_csv(smoke["results"] / "splits/folds.tsv", sep="\t")
+    assert list(folds.columns) == ["fold", "scan_id", "subject_id", "label", "role"]
+    assert folds.groupby(["fold", "subject_id"])["role"].nunique().max() == 1
+    sheet = pd.read_csv(smoke["results"] / "cohort/synthetic/cohort.tsv", sep="\t")
+    assert len(sheet) == 16 * 2 and (folds.role == "test").sum() == len(sheet)
+
+
+def test_layer_saliency_table(smoke):
+    table = pd.read_csv(smoke["results"] / "stats/layer_saliency.tsv", sep="\t")
+    assert list(table.columns) == [
+        "modality", "method", "channel", "layer", "measure", "estimate", "ci_low", "ci_high", "n_subjects", "n_scans",
+    ]
+    assert set(table.modality) == {"bmode", "swe", "fused"}
+    assert set(table.method) == {"gradcam", "integrated_gradients"}
+    assert set(LAYERS) <= set(table.layer) and set(table.layer) <= set(LAYERS) | {"non_muscle"}
+    assert (table.n_subjects == 16).all() and (table.n_scans == 32).all()
+    shares = table[table.measure.isin(["mass_share_abs", "volume_share"])]
+    assert shares.estimate.between(0, 1).all()
+    ok = table.dropna(subset=["ci_low", "ci_high"])
+    assert len(ok) > 0.9 * len(table)
+    assert (ok.ci_low <= ok.estimate + 1e-9).all() and (ok.estimate <= ok.ci_high + 1e-9).all()
+    # shares over the six layers add up to 1 per modality x method x channel
+    six = table[(table.measure == "volume_share") & table.layer.isin(LAYERS)]
+    sums = six.groupby(["modality", "method", "channel"]).estimate.sum()
+    np.testing.assert_allclose(sums.to_numpy(), 1.0, atol=1e-6)
+
+
+def test_performance_table(smoke):
+    table = pd.read_csv(smoke["results"] / "stats/performance.tsv", sep="\t")
+    assert list(table.columns) == ["modality", "metric", "estimate", "ci_low", "ci_high"]
+    assert set(table.metric) == {"auc", "balanced_accuracy", "sensitivity", "specificity"}
+    assert len(table) == 3 * 4
+    assert table.estimate.between(0, 1).all()
+
+
+def test_paper_table(smoke):
+    table = pd.read_csv(smoke["results"] / "stats/paper_table.tsv", sep="\t")
+    assert {"estimate", "ci_low", "ci_high", "paper_value", "definition"} <= set(table.columns)
+    assert sorted(table.paper_value.dropna().round(3).tolist()) == [0.316, 0.317, 0.42]
+
+
+def test_ground_truth_and_validation_report(smoke):
+    truth = json.loads((smoke["results"] / "cohort/synthetic/ground_truth.json").read_text())
+    assert truth["preset"] == "strong" and 0.5 < truth["oracle_auc"] <= 1.0
+    report = (smoke["results"] / "cohort/validation_report.txt").read_text()
+    assert "0 error(s)" in report

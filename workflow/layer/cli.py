@@ -1,0 +1,147 @@
+"""The ``layer`` command line: one subcommand per step a person runs by hand.
+
+Each subcommand is a pair ``_add_<name>(subparsers)`` (arguments) + ``_run_<name>(args) -> int`` (work), so a
+new one is two functions and one line in :data:`SUBCOMMANDS`. Bad input ends with one message on stderr and
+exit code 2 (argparse's convention), never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """Bad user input found after parsing; ``main`` prints it and exits with code 2."""
+
+
+def _effect(text: str) -> dict[str, object]:
+    """argparse type of --effect LAYER:FEATURE:D (checked fully by SynthConfig)."""
+    parts = text.split(":")
+    if len(parts) != 3:
+        raise argparse.ArgumentTypeError(f"{text!r} is not LAYER:FEATURE:D")
+    try:
+        d = float(parts[2])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"D of {text!r} is not a number") from None
+    return {"layer": parts[0], "feature": parts[1], "d": d}
+
+
+def _add_synth(subparsers: argparse._SubParsersAction) -> None:
+    from layer.synth.config import PRESETS, SynthConfig
+
+    default = SynthConfig()
+    p = subparsers.add_parser(
+        "synth",
+        help="generate a synthetic cohort (B-mode, SWE, layer maps, cohort sheet, ground truth)",
+        description="Generate a synthetic 3-D lumbar ultrasound cohort with planted pain effects "
+        "(docs/synthetic-cohort.md).",
+    )
+    p.add_argument(
+        "--preset", choices=PRESETS, default=None, help="pain model (default realistic; custom with --effect)"
+    )
+    p.add_argument(
+        "--effect",
+        type=_effect,
+        action="append",
+        default=[],
+        metavar="LAYER:FEATURE:D",
+        help="planted effect, repeatable; implies --preset custom",
+    )
+    p.add_argument("--n-subjects", type=int, default=default.n_subjects)
+    p.add_argument("--scans-per-subject", type=int, default=default.scans_per_subject)
+    p.add_argument(
+        "--shape",
+        type=int,
+        nargs=3,
+        metavar=("D", "H", "W"),
+        default=list(default.shape),
+        help="voxels along depth, lateral, elevation",
+    )
+    p.add_argument(
+        "--spacing",
+        type=float,
+        nargs="+",
+        metavar="MM",
+        default=None,
+        help="voxel size in mm: one value or three (depth lateral elevation); " "default isotropic, 45 mm of depth",
+    )
+    p.add_argument(
+        "--label-noise",
+        type=float,
+        default=default.label_noise,
+        help="fraction of subjects whose label is flipped after drawing features",
+    )
+    p.add_argument("--seed", type=int, default=default.seed)
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="cohort directory to write")
+    p.add_argument("--preview", type=Path, default=None, metavar="PNG", help="also render the first scan to PNG")
+
+
+def _run_synth(args: argparse.Namespace) -> int:
+    from layer.io import load_nifti
+    from layer.synth import SynthConfig, render_preview, synthesize_cohort
+
+    preset = args.preset
+    if args.effect:
+        if preset not in (None, "custom"):
+            raise UsageError(f"--effect implies --preset custom; it cannot be combined with --preset {preset}")
+        preset = "custom"
+    spacing = args.spacing
+    if spacing is not None and len(spacing) not in (1, 3):
+        raise UsageError(f"--spacing takes 1 or 3 values, got {len(spacing)}")
+    try:
+        cfg = SynthConfig(
+            preset=preset or "realistic",
+            effects=tuple(args.effect),
+            n_subjects=args.n_subjects,
+            scans_per_subject=args.scans_per_subject,
+            shape=tuple(args.shape),
+            spacing=None if spacing is None else (spacing[0] if len(spacing) == 1 else tuple(spacing)),
+            label_noise=args.label_noise,
+            seed=args.seed,
+        )
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    if args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"--out {args.out} exists and is not a directory")
+    sheet = synthesize_cohort(cfg, args.out)
+    print(f"wrote {len(sheet)} scans of {cfg.n_subjects} subjects to {args.out} (preset {cfg.preset}, seed {cfg.seed})")
+    if args.preview is not None:
+        first = sheet.iloc[0]
+        arrays = [load_nifti(args.out / first[key])[0] for key in ("bmode", "swe", "layers")]
+        render_preview(*arrays, cfg.voxel_mm, args.preview, title=f"{first['scan_id']} (label {first['label']})")
+        print(f"preview of {first['scan_id']} in {args.preview}")
+    return 0
+
+
+#: name -> (add arguments, run); the order is the order of ``layer --help``.
+SUBCOMMANDS: dict[str, tuple[Callable[[argparse._SubParsersAction], None], Callable[[argparse.Namespace], int]]] = {
+    "synth": (_add_synth, _run_synth),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="layer", description="LAYER study workflow tools.")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add, _ in SUBCOMMANDS.values():
+        add(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``layer`` script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return SUBCOMMANDS[args.command][1](args)
+    except UsageError as err:
+        print(f"{parser.prog} {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
