@@ -36,8 +36,8 @@ log = logging.getLogger(__name__)
 class TrainSettings:
     """Scalar training settings (config ``train:``)."""
 
-    max_epochs: int = 30
-    patience: int = 8
+    max_epochs: int = 15
+    patience: int = 4
     batch_size: int = 16
     learning_rate: float = 1e-3
     weight_decay: float = 1e-4

@@ -49,6 +49,7 @@ rule figure_performance:
     conda:
         "../../envs/stats.yaml"
     params:
+        confidence_level=config["bootstrap"]["confidence_level"],
         code=layer_code("figures"),
     script:
         "../scripts/figure_performance.py"

@@ -225,7 +225,7 @@ def backscatter_db(
     gap = gap_field < np.quantile(gap_field, min(tex[SFM - 1], 0.9))
     db[(tissue == SFM) & gap[None]] = params.echogenicity[SUP_FAT - 1]
 
-    # DFM: 2 bright sub-laminae split by a dark cleft (3 and 2 clefts when thicker than 1.6 mm).
+    # DFM: 2 bright sub-laminae split by a dark cleft (3 sub-laminae, 2 clefts when thicker than 1.6 mm).
     top, bottom = boundaries[DFM - 1][None], boundaries[DFM][None]
     u = (z - top) / np.maximum(bottom - top, 1e-3)
     n_cleft = 1 if params.thickness[DFM - 1] < 1.6 else 2

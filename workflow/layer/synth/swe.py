@@ -10,7 +10,7 @@ exists only inside the SWE box. Artefacts, with their numbers (phantom.md unless
 - speed falls with depth (ex vivo 4.56 -> 1.81 m/s, PMC6148312): here a milder 15 % per 30 mm (ASSUMPTION);
 - multiplicative noise, CV 10 % (phantom: 8-15 %), correlated over about a voxel;
 - dropout (NaN) in patches, rising from 1 % at the top to 8 % at the bottom of the box and preferring
-  low-signal voxels (ASSUMPTION; kept <= 10 % of every box row so the cohort validator accepts the scan);
+  low-signal voxels (ASSUMPTION; <= 8 % of every box row, so the cohort validator accepts the scan);
 - NaN outside the box: full elevation, the central 60 % laterally, from the deepest skin row of the box columns
   down to 5 mm below the deepest DFM, never into the lamina (ASSUMPTION);
 - clipping to the device range 0.5-10 m/s (ASSUMPTION).
