@@ -202,3 +202,16 @@ def test_nifti_header_text_is_not_copied(tmp_path):
     save_nifti(np.zeros((2, 2, 2), np.float32), np.eye(4), path)
     header = nib.load(path).header
     assert header["descrip"].item() == b"" and header["aux_file"].item() == b"" and header["intent_name"].item() == b""
+
+
+def test_layer_validate_command(tmp_path, capsys):
+    """`layer validate` runs the same check: exit 1 and the report on a broken cohort, 0 on a clean one."""
+    from layer.cli import main
+
+    sheet = make_cohort(tmp_path)
+    assert main(["validate", str(sheet), "--n-folds", "2"]) == 0
+    assert "0 error(s), 0 warning(s)" in capsys.readouterr().out
+    (tmp_path / "scans/s0-0_swe.nii.gz").unlink()
+    assert main(["validate", str(sheet), "--n-folds", "2"]) == 1
+    out = capsys.readouterr().out
+    assert "1 error(s)" in out and "scan s0-0 |" in out and "file not found" in out

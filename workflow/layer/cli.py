@@ -12,6 +12,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from layer.validate import Rules, validate_cohort
+
 EXIT_USAGE = 2
 
 
@@ -118,9 +120,32 @@ def _run_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_validate(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "validate",
+        help="check a cohort sheet and every volume it names (the workflow's first rule)",
+        description="List every problem of a cohort sheet and its volumes: scan, file, reason. "
+        "Exit code 1 if there is any error; warnings alone exit 0.",
+    )
+    p.add_argument("sheet", type=Path, help="cohort sheet (TSV)")
+    p.add_argument("--n-folds", type=int, default=Rules.n_folds, help="folds the study will use (default %(default)s)")
+    p.add_argument("--affine-tolerance-mm", type=float, default=Rules.affine_tolerance_mm)
+    p.add_argument("--swe-max-nan-in-box", type=float, default=Rules.swe_max_nan_in_box)
+    p.add_argument("--absent-layer", choices=("error", "exclude"), default=Rules.absent_layer)
+    p.add_argument("--allow-outside-paths", action="store_true")
+    p.add_argument("--spacing-tolerance", type=float, default=Rules.spacing_tolerance)
+
+
+def _run_validate(args: argparse.Namespace) -> int:
+    report, _ = validate_cohort(args.sheet, Rules.from_attributes(args))
+    print(report.text(args.sheet), end="")
+    return 0 if report.ok else 1
+
+
 #: name -> (add arguments, run); the order is the order of ``layer --help``.
 SUBCOMMANDS: dict[str, tuple[Callable[[argparse._SubParsersAction], None], Callable[[argparse.Namespace], int]]] = {
     "synth": (_add_synth, _run_synth),
+    "validate": (_add_validate, _run_validate),
 }
 
 

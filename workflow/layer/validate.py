@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import zlib
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import nibabel as nib
@@ -83,6 +83,11 @@ class Rules:
     absent_layer: str = "error"  # "error" fails the run, "exclude" drops the scan with a warning
     allow_outside_paths: bool = False
     spacing_tolerance: float = 0.25  # relative deviation from the cohort's median spacing that warns
+
+    @classmethod
+    def from_attributes(cls, source: object) -> Rules:
+        """Rules from any object with attributes of the same names (Snakemake params, argparse args)."""
+        return cls(**{f.name: getattr(source, f.name) for f in fields(cls)})
 
 
 class CohortError(ValueError):
@@ -313,7 +318,7 @@ def validate_cohort(sheet_path: str | os.PathLike[str], rules: Rules = Rules()) 
     if any(p.reason.startswith("missing column") for p in report.problems):
         return report, sheet
     base = sheet_path.parent
-    spacings: dict[str, tuple[float, ...]] = {}
+    spacings: dict[str, tuple[tuple[float, ...], str]] = {}
     resolved = sheet.copy()
     for idx, row in sheet.iterrows():
         sid = _sid(sheet, idx)
@@ -332,23 +337,23 @@ def validate_cohort(sheet_path: str | os.PathLike[str], rules: Rules = Rules()) 
         if absent_only:
             report.excluded.append(sid)
         if spacing is not None:
-            spacings[sid] = spacing
+            spacings[sid] = (spacing, str(files["bmode"]))
     report.problems += _spacing_warnings(spacings, rules.spacing_tolerance)
     resolved = resolved[~resolved["scan_id"].astype(str).isin(report.excluded)].reset_index(drop=True)
     return report, resolved
 
 
-def _spacing_warnings(spacings: dict[str, tuple[float, ...]], tolerance: float) -> list[Problem]:
+def _spacing_warnings(spacings: dict[str, tuple[tuple[float, ...], str]], tolerance: float) -> list[Problem]:
     """Warn for scans whose voxel spacing is far from the cohort's median (mixed exports)."""
     if len(spacings) < 2:
         return []
     ids = list(spacings)
-    arr = np.array([spacings[i] for i in ids])
+    arr = np.array([spacings[i][0] for i in ids])
     median = np.median(arr, axis=0)
     rel = np.abs(arr - median) / np.where(median > 0, median, 1)
     out = []
     for i in np.flatnonzero((rel > tolerance).any(axis=1)):
         got = ", ".join(f"{v:.3g}" for v in arr[i])
         want = ", ".join(f"{v:.3g}" for v in median)
-        out.append(Problem(ids[i], "bmode", f"spacing ({got}) mm is far from the cohort median ({want}) mm", "warning"))
+        out.append(Problem(ids[i], spacings[ids[i]][1], f"spacing ({got}) mm is far from the cohort median ({want}) mm", "warning"))
     return out

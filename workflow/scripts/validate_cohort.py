@@ -10,16 +10,7 @@ from layer.logs import log_to  # noqa: E402
 from layer.validate import Rules, validate_cohort  # noqa: E402
 
 log = log_to(snakemake.log[0])
-p = snakemake.params
-rules = Rules(
-    n_folds=p.n_folds,
-    affine_tolerance_mm=p.affine_tolerance_mm,
-    swe_max_nan_in_box=p.swe_max_nan_in_box,
-    absent_layer=p.absent_layer,
-    allow_outside_paths=p.allow_outside_paths,
-    spacing_tolerance=p.spacing_tolerance,
-)
-report, sheet = validate_cohort(snakemake.input.sheet, rules)
+report, sheet = validate_cohort(snakemake.input.sheet, Rules.from_attributes(snakemake.params))
 text = report.text(snakemake.input.sheet)
 log.info("\n%s", text)
 if not report.ok:
