@@ -142,10 +142,36 @@ def _run_validate(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _add_bench(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "bench",
+        help="measure every stage against its limit; write results/bench/bench.tsv",
+        description="Training data path, attribution, aggregation, bootstrap, synthesis, scaling, and the "
+        "end-to-end timings of a finished run read from its Snakemake benchmark files.",
+    )
+    p.add_argument("--out", type=Path, default=Path("results/bench/bench.tsv"), help="table to write (%(default)s)")
+    p.add_argument("--results", type=Path, default=Path("results"), help="a finished run's results/ (%(default)s)")
+    p.add_argument("--cores", type=int, default=2, help="cores the finished run used (%(default)s)")
+    p.add_argument("--quick", action="store_true", help="small sizes, one repeat (checks the machinery only)")
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    from layer.bench import run_all
+    from layer.io import write_tsv
+
+    table = run_all(args.results if args.results.exists() else None, quick=args.quick, cores=args.cores)
+    write_tsv(table, args.out)
+    with_bar = table.dropna(subset=["ratio"])
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(f"\n{(with_bar.ratio >= 1).sum()} of {len(with_bar)} bars met; table in {args.out}")
+    return 0
+
+
 #: name -> (add arguments, run); the order is the order of ``layer --help``.
 SUBCOMMANDS: dict[str, tuple[Callable[[argparse._SubParsersAction], None], Callable[[argparse.Namespace], int]]] = {
     "synth": (_add_synth, _run_synth),
     "validate": (_add_validate, _run_validate),
+    "bench": (_add_bench, _run_bench),
 }
 
 

@@ -5,14 +5,20 @@ Why reseed every epoch: the shuffling and augmentation streams of epoch ``e`` ar
 ``(seed, e)`` alone, so a job resumed at epoch ``e`` draws exactly what an uninterrupted job would, with no
 random-generator state in the checkpoint. The checkpoint holds only tensors and plain numbers, so it loads
 with ``torch.load(weights_only=True)``.
+
+A checkpoint is continued only when it was made for the same run: the same settings and the same
+``identity`` (model spec, modality, fold, and the bytes of every training and validation volume). A stale
+checkpoint left by a killed job whose inputs or config changed since is ignored, never mixed in.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -76,16 +82,18 @@ def safe_auc(labels: np.ndarray, scores: np.ndarray) -> float:
     return float(roc_auc_score(labels, scores)) if len(np.unique(labels)) == 2 else float("nan")
 
 
-def _state(model, optimizer, epoch, best_auc, best_state, bad_epochs, curve, settings) -> dict:
+def _state(model, optimizer, scaler, epoch, best_auc, best_state, bad_epochs, curve, settings, identity) -> dict:
     return {
         "epoch": epoch,
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
+        "scaler": scaler.state_dict(),  # empty unless AMP runs (GPU)
         "best_auc": best_auc,
         "best_state": best_state,
         "bad_epochs": bad_epochs,
         "curve": curve,
         "settings": asdict(settings),
+        "identity": identity,
     }
 
 
@@ -106,6 +114,34 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict | None:
         return None
 
 
+def train_epoch(
+    model: torch.nn.Module,
+    batches: Iterable[dict[str, torch.Tensor]],
+    optimizer: torch.optim.Optimizer,
+    loss_fn: torch.nn.Module,
+    scaler: torch.amp.GradScaler,
+    device: torch.device,
+    use_amp: bool,
+) -> list[float]:
+    """One pass over ``batches`` (dicts with ``image`` and ``label``); the loss of each batch.
+
+    The benchmark runs this same function on a DataLoader and on tensors already in memory.
+    """
+    model.train()
+    losses = []
+    for batch in batches:
+        x = batch["image"].to(device, non_blocking=True)
+        y = batch["label"].float().reshape(-1, 1).to(device, non_blocking=True)
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, enabled=use_amp):
+            loss = loss_fn(model(x).float(), y)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        losses.append(float(loss.detach()))
+    return losses
+
+
 def fit(
     model: torch.nn.Module,
     train_set: torch.utils.data.Dataset,
@@ -116,10 +152,12 @@ def fit(
     device: torch.device,
     reseed_augmentation: Callable[[int], None],
     checkpoint: str | os.PathLike[str] | None = None,
+    identity: str = "",
 ) -> tuple[dict[str, torch.Tensor], pd.DataFrame]:
     """Train with early stopping on validation AUC; return the best weights and the training curve.
 
-    ``reseed_augmentation(s)`` sets the random state of the dataset's augmentation transforms.
+    ``reseed_augmentation(s)`` sets the random state of the dataset's augmentation transforms. A checkpoint
+    is resumed only if its settings and ``identity`` (see :func:`run_identity`) equal this run's.
     """
     set_determinism(seed=settings.seed)
     model.to(device)
@@ -133,9 +171,14 @@ def fit(
     best_state = copy.deepcopy(model.state_dict())
     curve: list[list[float]] = []
     state = load_checkpoint(checkpoint) if checkpoint else None
-    if state is not None and state.get("settings") == asdict(settings):
+    if state is not None and (state.get("settings") != asdict(settings) or state.get("identity", "") != identity):
+        log.warning("ignoring checkpoint %s: made for other settings or data; starting over", checkpoint)
+        state = None
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        if use_amp and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
         start, best_auc, bad_epochs = int(state["epoch"]) + 1, float(state["best_auc"]), int(state["bad_epochs"])
         best_state, curve = state["best_state"], [list(map(float, row)) for row in state["curve"]]
         log.info("resumed from %s at epoch %d", checkpoint, start)
@@ -147,18 +190,7 @@ def fit(
         reseed_augmentation(epoch_seed)
         generator = torch.Generator().manual_seed(epoch_seed)
         loader = DataLoader(train_set, batch_size=settings.batch_size, shuffle=True, num_workers=0, generator=generator)
-        model.train()
-        losses = []
-        for batch in loader:
-            x = batch["image"].to(device)
-            y = batch["label"].float().reshape(-1, 1).to(device)
-            optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(device.type, enabled=use_amp):
-                loss = loss_fn(model(x).float(), y)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            losses.append(float(loss.detach()))
+        losses = train_epoch(model, loader, optimizer, loss_fn, scaler, device, use_amp)
         logits = predict(model, val_images, device, settings.batch_size)
         val_auc = safe_auc(val_labels, logits)
         val_loss = float(loss_fn(torch.as_tensor(logits).reshape(-1, 1).to(device), torch.as_tensor(val_labels, dtype=torch.float32).reshape(-1, 1).to(device)))
@@ -170,7 +202,10 @@ def fit(
         else:
             bad_epochs += 1
         if checkpoint:
-            save_checkpoint(_state(model, optimizer, epoch, best_auc, best_state, bad_epochs, curve, settings), checkpoint)
+            save_checkpoint(
+                _state(model, optimizer, scaler, epoch, best_auc, best_state, bad_epochs, curve, settings, identity),
+                checkpoint,
+            )
     table = pd.DataFrame(curve, columns=["epoch", "train_loss", "val_loss", "val_auc"])
     table["epoch"] = table["epoch"].astype(int)
     return best_state, table
@@ -194,6 +229,19 @@ class ModelSpec:
     width: int = 8
     bmode_max: float = 1.0
     swe_scale: float = 5.0
+
+
+def run_identity(spec: ModelSpec, modality: str, fold: int, items: dict[str, list[dict[str, object]]]) -> str:
+    """Hash of what a checkpoint must have been trained on to be continued: the model spec, modality, fold,
+    and the ids, labels and file bytes of the training and validation scans (the test scans do not matter).
+    """
+    digest = hashlib.sha256(json.dumps([asdict(spec), modality, int(fold)], sort_keys=True).encode())
+    for role in ("train", "val"):
+        for it in items[role]:
+            digest.update(json.dumps([role, it["scan_id"], it["label"]]).encode())
+            for channel in CHANNELS[modality]:
+                digest.update(Path(str(it[channel])).read_bytes())
+    return digest.hexdigest()
 
 
 def train_fold(
@@ -237,6 +285,7 @@ def train_fold(
         device,
         reseed,
         checkpoint,
+        run_identity(spec, modality, fold, items) if checkpoint else "",
     )
     model.load_state_dict(best)
     probs = sigmoid(predict(model, test_images, device, settings.batch_size))
