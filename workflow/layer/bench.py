@@ -85,7 +85,6 @@ def small_cohort(root: Path, n_subjects: int, shape: tuple[int, int, int], spaci
 def bench_training(sheet: pd.DataFrame, batch_size: int, repeats: int) -> list[Row]:
     """Training throughput through the real data path vs from tensors already in memory."""
     from monai.data import DataLoader
-    from monai.transforms import Compose
 
     from layer import data
     from layer.model import build_model
@@ -93,7 +92,7 @@ def bench_training(sheet: pd.DataFrame, batch_size: int, repeats: int) -> list[R
 
     items = data.make_items(sheet)
     pre, aug = data.preprocessing("fused", 1.0, 5.0), data.augmentation()
-    dataset = data.cached_dataset(items, Compose([pre, aug]))
+    dataset = data.cached_dataset(items, pre, aug)
     images = data.stack(data.cached_dataset(items, pre))
     labels = torch.as_tensor(data.labels_of(items), dtype=torch.float32)
     in_memory = [

@@ -92,9 +92,17 @@ def augmentation() -> Compose:
     )
 
 
-def cached_dataset(items: list[dict[str, object]], transform: Compose) -> CacheDataset:
-    """Every item loaded and preprocessed once, kept in memory (volumes are small per job)."""
-    return CacheDataset(items, transform=transform, num_workers=0, progress=False, copy_cache=False)
+def cached_dataset(
+    items: list[dict[str, object]], transform: Compose, augment: Compose | None = None
+) -> CacheDataset:
+    """Every item loaded and preprocessed once and kept in memory; only ``augment`` runs per epoch.
+
+    The transforms are passed as one flat list: CacheDataset caches up to the first randomizable
+    transform, and a nested ``Compose`` counts as randomizable, so nesting would silently cache nothing
+    and reload every volume from disk at every epoch.
+    """
+    steps = list(transform.transforms) + (list(augment.transforms) if augment is not None else [])
+    return CacheDataset(items, transform=Compose(steps), num_workers=0, progress=False, copy_cache=False)
 
 
 def stack(dataset: CacheDataset, key: str = "image") -> torch.Tensor:

@@ -26,7 +26,6 @@ import numpy as np
 import pandas as pd
 import torch
 from monai.data import DataLoader
-from monai.transforms import Compose
 from monai.utils import set_determinism
 from sklearn.metrics import roc_auc_score
 
@@ -266,7 +265,7 @@ def train_fold(
     items = {role: data.make_items(sheet, ids[role]) for role in ids}
     pre = data.preprocessing(modality, spec.bmode_max, spec.swe_scale)
     aug = data.augmentation()
-    train_set = data.cached_dataset(items["train"], Compose([pre, aug]))
+    train_set = data.cached_dataset(items["train"], pre, aug)
     val_images = data.stack(data.cached_dataset(items["val"], pre))
     test_images = data.stack(data.cached_dataset(items["test"], pre))
 
