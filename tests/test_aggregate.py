@@ -201,3 +201,79 @@ def test_aggregate_job_reads_maps_and_label_maps_and_adds_subjects(tmp_path):
     assert set(table["subject_id"]) == {"p0"}
     expected = aggregate_scans(maps, np.stack(labels), ["s0", "s1"], ["b", "s"])
     np.testing.assert_array_equal(table["value"].to_numpy(), expected["value"].to_numpy())
+
+
+# --- compiled kernel (numba) against the numpy bincount reference -------------------------------------
+
+
+def random_case(rng, n, c, shape, kind, dtype=np.float32):
+    """Attributions with negatives and exact zeros, labels of one spatial ``kind``, some absent layers."""
+    att = rng.normal(size=(n, c) + shape).astype(dtype)
+    att[rng.random(att.shape) < 0.1] = 0
+    if kind == "slabs":  # whole slices of one label: uniform blocks
+        lab = np.broadcast_to(np.linspace(0, 6.99, shape[0]).astype(np.uint8)[None, :, None, None], (n,) + shape)
+    elif kind == "wavy":  # slabs with stepped boundaries: rows of a few runs, blocks of a few runs
+        shift = rng.integers(0, shape[1], size=(n, 1, 1, 1))
+        offset = ((np.arange(shape[1])[:, None] + shift) * 3 // shape[1]) % 3 - 1
+        lab = np.clip(np.arange(shape[0])[None, :, None, None] * 7 // shape[0] + offset, 0, 6)
+        lab = np.broadcast_to(lab, (n,) + shape)
+    else:  # every voxel its own label: fragmented blocks
+        lab = rng.integers(0, 7, size=(n,) + shape)
+    lab = np.array(lab, dtype=np.uint8)
+    lab[lab == 4] = 5  # deep_fat absent everywhere
+    lab[0] = 0  # first scan all background
+    return att, lab
+
+
+@pytest.mark.parametrize("kind", ["slabs", "wavy", "fragmented"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kernel_matches_bincount_reference(kind, dtype):
+    from layer.aggregate import _bincount_sums, _sums
+
+    rng = np.random.default_rng(11)
+    for n, c, shape in [(3, 1, (7, 5, 3)), (4, 2, (12, 8, 8)), (2, 3, (9, 16, 16)), (3, 2, (1, 1, 1))]:
+        att, lab = random_case(rng, n, c, shape, kind, dtype)
+        v = int(np.prod(shape))
+        a, lb = att.reshape(n, c, v), lab.reshape(n, v)
+        want_mass, want_counts = _bincount_sums(a, lb)
+        # small blocks reach every kind of block (uniform, few runs, fragmented) and a partial last block
+        for block in (1, 3, 8, 16, 24, 128, 4096):
+            mass, counts = _sums(a, lb, block)
+            np.testing.assert_array_equal(counts, want_counts)
+            np.testing.assert_allclose(mass, want_mass, rtol=1e-12, atol=1e-12)
+            assert (mass[0, :, 1:] == 0).all() and (counts[0, 1:] == 0).all()  # all-background scan
+            assert (mass[:, :, 4] == 0).all() and (counts[:, 4] == 0).all()  # absent layer
+            assert (mass[..., 0] >= mass[..., 1]).all() and (mass >= 0).all()
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_kernel_non_finite_values_reach_the_same_sums_as_the_reference(value):
+    from layer.aggregate import _bincount_sums, _sums
+
+    rng = np.random.default_rng(5)
+    att, lab = random_case(rng, 3, 2, (8, 8, 8), "wavy")
+    a, lb = att.reshape(3, 2, -1), lab.reshape(3, -1)
+    for i in (3, 200, 511):  # uniform block, boundary block, last voxel
+        a[1, 1, i] = value
+    want = np.isfinite(_bincount_sums(a, lb)[0])
+    for block in (4, 16, 128):
+        mass = _sums(a, lb, block)[0]
+        np.testing.assert_array_equal(np.isfinite(mass), want)
+        assert not np.isfinite(mass[1, 1, lb[1, 3], 0])  # abs part always catches the bad value
+
+
+def test_aggregate_scans_any_label_dtype_layout_and_float_dtype_give_the_same_table():
+    rng = np.random.default_rng(2)
+    att, lab = random_case(rng, 4, 2, (6, 8, 8), "wavy")
+    ids, chans = [f"s{i}" for i in range(4)], ["b", "s"]
+    base = aggregate_scans(att, lab, ids, chans)
+    for other in (lab.astype(np.int16), lab.astype(np.int64), lab.astype(np.float32)):
+        pd.testing.assert_frame_equal(aggregate_scans(att, other, ids, chans), base)
+    fortran = np.asfortranarray(att)
+    pd.testing.assert_frame_equal(aggregate_scans(fortran, lab, ids, chans), base)
+    flipped = aggregate_scans(att[:, ::-1], lab, ids, chans[::-1])  # strided view, channels swapped
+    pd.testing.assert_frame_equal(flipped.sort_values(["scan_id", "channel"], kind="stable", ignore_index=True),
+                                  base.sort_values(["scan_id", "channel"], kind="stable", ignore_index=True))
+    as16 = aggregate_scans(att.astype(np.float16), lab, ids, chans)
+    exact = aggregate_scans(att.astype(np.float16).astype(np.float64), lab, ids, chans)
+    pd.testing.assert_frame_equal(as16, exact)

@@ -162,7 +162,7 @@ def bench_aggregation(n_scans: int, shape: tuple[int, int, int], repeats: int) -
     copy = gb / median_time(maps.copy, repeats)
     note = ""
     if agg / copy < 0.25:
-        note = "np.bincount alone costs about 3x a memory copy; a compiled kernel (numba) would be needed"
+        note = "below the bar: the numba kernel is memory-bound; check the machine's load (copy speed varies with it)"
     return [
         Row("aggregation", "layer reduction", agg, "GB/s"),
         Row("aggregation", "memory copy of the same array", copy, "GB/s"),
