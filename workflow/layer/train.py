@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 from monai.data import DataLoader
 from monai.utils import set_determinism
+from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from layer import data
@@ -210,6 +211,20 @@ def fit(
     return best_state, table
 
 
+def platt_scaling(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """Slope and intercept mapping a fold's logits to calibrated log-odds, fitted on its validation scans.
+
+    Why: each fold's model ends on its own logit scale (early stopping at different epochs, class
+    weighting), so pooling raw out-of-fold probabilities across folds mixes scales and lowers the pooled
+    AUC even when every fold ranks well. A monotone map per fold changes no fold's ranking. Fitted on the
+    inner validation split, never on the held-out fold. One class only: the identity.
+    """
+    if len(np.unique(labels)) < 2:
+        return 1.0, 0.0
+    fit = LogisticRegression(C=1e6, max_iter=1000).fit(logits.reshape(-1, 1).astype(np.float64), labels)
+    return float(fit.coef_[0, 0]), float(fit.intercept_[0])
+
+
 def sigmoid(x: np.ndarray) -> np.ndarray:
     """Probability from a logit."""
     return 1.0 / (1.0 + np.exp(-x))
@@ -287,7 +302,9 @@ def train_fold(
         run_identity(spec, modality, fold, items) if checkpoint else "",
     )
     model.load_state_dict(best)
-    probs = sigmoid(predict(model, test_images, device, settings.batch_size))
+    val_labels = data.labels_of(items["val"])
+    slope, intercept = platt_scaling(predict(model, val_images, device, settings.batch_size), val_labels)
+    probs = sigmoid(slope * predict(model, test_images, device, settings.batch_size) + intercept)
     oof = pd.DataFrame(
         {
             "scan_id": [it["scan_id"] for it in items["test"]],
@@ -298,7 +315,13 @@ def train_fold(
             "prob": probs,
         }
     )
-    saved = {"state_dict": best, "model": asdict(spec), "modality": modality, "fold": fold}
+    saved = {
+        "state_dict": best,
+        "model": asdict(spec),
+        "modality": modality,
+        "fold": fold,
+        "calibration": [slope, intercept],
+    }
     return saved, curve, oof
 
 

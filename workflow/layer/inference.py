@@ -1,0 +1,429 @@
+"""Which layers drive the prediction: null calibration, subject-level tests, Holm correction, top-1 frequency.
+
+Why a null: attribution favours some layers in models that learned nothing (thin bright membranes under
+density, muscle under mass; design note ``attribution.md``). A layer's score is therefore compared with
+the same score from null models trained on subject-level permuted labels, and a layer is called
+*driving* only on its **excess** over the null, after Holm correction across the layers.
+
+Why subjects: scans of one subject are correlated (ICC about 0.7). Every resampling here acts on
+subjects: the bootstrap CI of the excess reuses ``layer.stats.cluster_bootstrap_mean``; sign-flip tests
+flip the sign of a subject's mean contrast (scan-level flips gave a type-I error of 0.27 at alpha 0.05 in
+the design simulation); the top-1 frequency resamples subjects.
+
+Permutation p-values use the +1 correction (Phipson & Smyth, "Permutation p-values should never be
+zero", Stat. Appl. Genet. Mol. Biol. 2010): with R null models the smallest attainable p is 1 / (R + 1),
+so a Holm-corrected call over six layers at alpha 0.05 needs R >= 119 null models (6 / (R + 1) <= 0.05).
+With fewer null models use ``test="sign_flip"`` (subject-level sign-flip of the per-scan excess, which
+treats the null mean as known).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from layer.aggregate import VOXEL_QUANTITIES
+from layer.names import LAYERS
+from layer.stats import _draw_counts, _subject_codes, cluster_bootstrap_mean
+
+CALLS_COLUMNS: tuple[str, ...] = (
+    "modality", "method", "channel", "layer", "measure", "trained", "null_mean", "excess", "ci_low", "ci_high",
+    "p_value", "p_holm", "driving", "top1_frequency",
+)
+#: Keys identifying one family of layers (one Holm correction, one top-1 ranking).
+FAMILY_KEYS: tuple[str, ...] = ("modality", "method", "channel", "measure")
+#: Upper bound on floats held by one batch of permutations or resamples.
+_BATCH_FLOATS = 2**22
+
+
+# --------------------------------------------------------------------------------------------------
+# Multiple testing
+# --------------------------------------------------------------------------------------------------
+
+
+def holm(pvalues: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Holm step-down adjusted p-values (Holm, Scand. J. Statist. 1979), same order as the input.
+
+    adjusted p_(i) = max over j <= i of min(1, (m - j + 1) p_(j)) for the ascending order p_(1) <= ...;
+    reject H_(i) at level alpha iff adjusted p_(i) <= alpha. NaN p-values are not tested: they stay NaN
+    and do not count in m.
+    """
+    p = np.asarray(pvalues, dtype=np.float64)
+    out = np.full(p.shape, np.nan)
+    ok = np.isfinite(p)
+    m = int(ok.sum())
+    if m == 0:
+        return out
+    order = np.argsort(p[ok], kind="stable")
+    ranked = p[ok][order] * (m - np.arange(m))
+    adjusted = np.minimum(np.maximum.accumulate(ranked), 1.0)
+    flat = np.empty(m)
+    flat[order] = adjusted
+    out[ok] = flat
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Subject-level sign-flip test
+# --------------------------------------------------------------------------------------------------
+
+
+def subject_means(values: np.ndarray, subjects: Sequence[object] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-subject mean of each column over its defined scans, ``[n_subjects, k]``, and whether defined."""
+    x = np.asarray(values, dtype=np.float64)
+    x = x[:, None] if x.ndim == 1 else x
+    codes, n_subjects = _subject_codes(subjects)
+    if codes.size != x.shape[0]:
+        raise ValueError(f"{x.shape[0]} scans but {codes.size} subject labels")
+    defined = np.isfinite(x)
+    sums = np.zeros((n_subjects, x.shape[1]))
+    counts = np.zeros((n_subjects, x.shape[1]))
+    np.add.at(sums, codes, np.where(defined, x, 0.0))
+    np.add.at(counts, codes, defined)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = sums / counts
+    return np.where(counts > 0, means, 0.0), counts > 0
+
+
+def sign_flip_test(
+    values: np.ndarray,
+    subjects: Sequence[object] | np.ndarray,
+    n_permutations: int,
+    seed: int,
+    alternative: str = "two-sided",
+) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Subject-level sign-flip permutation test of a zero mean contrast, one test per column.
+
+    The per-scan contrast (e.g. dfm - muscle of the same scan) is averaged within each subject; under H0
+    each subject mean is symmetric about 0, so flipping whole subjects' signs gives the null distribution
+    of the statistic T = mean of the subject means (Good, Permutation Tests, 2005; Winkler et al.,
+    NeuroImage 2014). Exact over all 2^n sign vectors when 2^n <= ``n_permutations`` (p = share of sign
+    vectors with T* at least as extreme), else ``n_permutations`` random vectors with the +1 correction.
+    Vectorised over columns, so many contrasts (or many simulated data sets) share one set of flips.
+
+    Args:
+        values: ``[n_scans]`` or ``[n_scans, k]`` per-scan contrasts; NaN = undefined (skipped).
+        subjects: subject label per scan.
+        alternative: ``two-sided`` (|T*| >= |T|), ``greater`` (T* >= T) or ``less`` (T* <= T).
+
+    Returns:
+        ``(T [k], p [k], exact)``; columns defined for no subject get NaN.
+    """
+    means, defined = subject_means(values, subjects)
+    n_subjects, k = means.shape
+    n_defined = defined.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scale = np.where(n_defined > 0, 1.0 / n_defined, np.nan)
+    observed = means.sum(axis=0) * scale
+    exact = n_subjects < 63 and 2**n_subjects <= n_permutations
+    if alternative not in ("two-sided", "greater", "less"):
+        raise ValueError(f"unknown alternative '{alternative}'")
+
+    def extreme(t: np.ndarray) -> np.ndarray:
+        tol = 1e-12 * np.maximum(np.abs(observed), 1e-300)  # sums in another order: equal up to rounding
+        if alternative == "two-sided":
+            return np.abs(t) >= np.abs(observed) - tol
+        if alternative == "greater":
+            return t >= observed - tol
+        return t <= observed + tol
+
+    rng = np.random.default_rng(seed)
+    total = 2**n_subjects if exact else n_permutations
+    batch = max(1, _BATCH_FLOATS // max(1, n_subjects + k))
+    hits = np.zeros(k)
+    for b0 in range(0, total, batch):
+        b1 = min(total, b0 + batch)
+        if exact:
+            codes = np.arange(b0, b1, dtype=np.int64)[:, None]
+            signs = 1.0 - 2.0 * ((codes >> np.arange(n_subjects)) & 1)
+        else:
+            signs = 2.0 * rng.integers(0, 2, size=(b1 - b0, n_subjects)) - 1.0
+        hits += extreme((signs @ means) * scale).sum(axis=0)
+    p = hits / total if exact else (1.0 + hits) / (1.0 + total)
+    p = np.where(n_defined > 0, p, np.nan)
+    return observed, p, exact
+
+
+def contrast_weights(
+    layers: Sequence[str] = LAYERS,
+    pairs: Sequence[tuple[str, str]] = (("dfm", "muscle"),),
+    one_vs_rest: bool = True,
+) -> tuple[list[str], np.ndarray]:
+    """Contrast names and weights ``[k, n_layers]``: ``a - b`` for each pair, and each layer minus the mean
+    of the others (``dfm_vs_rest``)."""
+    index = {name: i for i, name in enumerate(layers)}
+    names, rows = [], []
+    for a, b in pairs:
+        w = np.zeros(len(layers))
+        w[index[a]], w[index[b]] = 1.0, -1.0
+        names.append(f"{a}_minus_{b}")
+        rows.append(w)
+    if one_vs_rest:
+        for name, i in index.items():
+            w = np.full(len(layers), -1.0 / (len(layers) - 1))
+            w[i] = 1.0
+            names.append(f"{name}_vs_rest")
+            rows.append(w)
+    return names, np.asarray(rows).reshape(len(rows), len(layers))
+
+
+def paired_contrasts(
+    values: np.ndarray,
+    subjects: Sequence[object] | np.ndarray,
+    n_permutations: int,
+    seed: int,
+    pairs: Sequence[tuple[str, str]] = (("dfm", "muscle"),),
+    one_vs_rest: bool = True,
+    layers: Sequence[str] = LAYERS,
+) -> pd.DataFrame:
+    """Within-scan layer contrasts with subject-level sign-flip p-values, Holm-corrected over the contrasts.
+
+    ``values [n_scans, n_layers]`` (one score per layer of each scan). Columns: ``contrast, estimate,
+    p_value, p_holm, exact``; the estimate is the mean of the subject means of the per-scan contrast.
+    """
+    names, w = contrast_weights(layers, pairs, one_vs_rest)
+    x = np.asarray(values, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] != len(layers):
+        raise ValueError(f"values must be [n_scans, {len(layers)}]")
+    contrasts = x @ w.T
+    estimate, p, exact = sign_flip_test(contrasts, subjects, n_permutations, seed)
+    return pd.DataFrame({"contrast": names, "estimate": estimate, "p_value": p, "p_holm": holm(p), "exact": exact})
+
+
+# --------------------------------------------------------------------------------------------------
+# Which layer ranks first
+# --------------------------------------------------------------------------------------------------
+
+
+def top1_frequency(
+    values: np.ndarray, subjects: Sequence[object] | np.ndarray, n_resamples: int, seed: int
+) -> np.ndarray:
+    """Share of subject-level bootstrap resamples in which each layer has the highest pooled mean.
+
+    That is what a claim "layer X is highest" rests on (design note). Pooled mean = mean over the scans
+    of the drawn subjects (a subject drawn m times counts m times), NaN values skipped; a layer undefined
+    in a resample cannot win it. Ties go to the first layer. Sums to 1 over layers.
+    """
+    x = np.asarray(values, dtype=np.float64)
+    codes, n_subjects = _subject_codes(subjects)
+    if x.ndim != 2 or x.shape[0] != codes.size:
+        raise ValueError("values must be [n_scans, n_layers] with one subject label per scan")
+    defined = np.isfinite(x)
+    sums = np.zeros((n_subjects, x.shape[1]))
+    counts = np.zeros((n_subjects, x.shape[1]))
+    np.add.at(sums, codes, np.where(defined, x, 0.0))
+    np.add.at(counts, codes, defined)
+    rng = np.random.default_rng(seed)
+    wins = np.zeros(x.shape[1])
+    batch = max(1, _BATCH_FLOATS // max(1, 2 * n_subjects + x.shape[1]))
+    for b0 in range(0, n_resamples, batch):
+        idx = rng.integers(0, n_subjects, size=(min(batch, n_resamples - b0), n_subjects))
+        drawn = _draw_counts(idx, n_subjects)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            pooled = (drawn @ sums) / (drawn @ counts)
+        pooled = np.where(np.isfinite(pooled), pooled, -np.inf)
+        wins += np.bincount(pooled.argmax(axis=1), minlength=x.shape[1])
+    return wins / max(n_resamples, 1)
+
+
+# --------------------------------------------------------------------------------------------------
+# Null models
+# --------------------------------------------------------------------------------------------------
+
+
+def permute_subject_labels(sheet: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """The cohort sheet with labels permuted across subjects, for training one null model.
+
+    Every scan of a subject keeps the subject's (new) label, so the null model cannot learn subject
+    identity as a shortcut, and the number of subjects per class is unchanged (a permutation of the
+    subject labels). The scan-level class balance changes only where subjects have different numbers of
+    scans. Raises if a subject has scans with different labels (then no subject label exists to permute).
+    """
+    table = sheet.copy()
+    subjects = table["subject_id"].astype(str)
+    per_subject = table.groupby(subjects)["label"].nunique()
+    mixed = per_subject.index[per_subject > 1].tolist()
+    if mixed:
+        raise ValueError(f"subjects {mixed[:5]} have scans with different labels; cannot permute by subject")
+    label_of = table.groupby(subjects)["label"].first().sort_index()
+    shuffled = pd.Series(np.random.default_rng(seed).permutation(label_of.to_numpy()), index=label_of.index)
+    table["label"] = subjects.map(shuffled).to_numpy().astype(sheet["label"].dtype)
+    return table
+
+
+def null_calibration(
+    trained: np.ndarray,
+    null: np.ndarray,
+    subjects: Sequence[object] | np.ndarray,
+    n_resamples: int,
+    confidence_level: float,
+    seed: int,
+    test: str = "null_models",
+    n_permutations: int = 9999,
+) -> pd.DataFrame:
+    """Trained score, null mean, excess with a subject-level CI and a p-value, per layer (column).
+
+    Args:
+        trained: ``[n_scans, L]`` per-scan scores of the trained models (averaged over models first if a
+            scan was scored by several, e.g. seeds).
+        null: ``[R, n_scans, L]`` the same scores from R null models (NaN where a null model did not score
+            a scan).
+        subjects: subject label per scan.
+        test: ``null_models``: p = (1 + #{r: pooled null_r >= pooled trained}) / (1 + R), each null model
+            compared with the trained models on the scans it scored (one-sided: is the trained score
+            higher than chance?). ``sign_flip``: one-sided subject-level sign-flip test of the per-scan
+            excess (ignores the spread between null models; for small R).
+
+    Returns:
+        One row per column: ``trained, null_mean, excess, ci_low, ci_high, p_value``. ``trained`` and
+        ``null_mean`` are pooled over the scans where both are defined, so ``excess`` = ``trained -
+        null_mean`` = the pooled mean of the per-scan excess ``score_trained(scan) - mean_r
+        score_null_r(scan)``, whose subject-level bootstrap gives the CI.
+    """
+    t = np.asarray(trained, dtype=np.float64)
+    z = np.asarray(null, dtype=np.float64)
+    if t.ndim != 2 or z.ndim != 3 or z.shape[1:] != t.shape:
+        raise ValueError(f"trained must be [n_scans, L] and null [R, n_scans, L]; got {t.shape} and {z.shape}")
+    null_scan = _nanmean0(z)  # [n_scans, L]
+    both = np.isfinite(t) & np.isfinite(null_scan)
+    excess_scan = np.where(both, t - null_scan, np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        n_both = both.sum(axis=0)
+        trained_pooled = np.where(both, t, 0.0).sum(axis=0) / n_both
+        null_pooled = np.where(both, null_scan, 0.0).sum(axis=0) / n_both
+    ci = cluster_bootstrap_mean(excess_scan, subjects, n_resamples, confidence_level, seed)
+    if test == "null_models":
+        p = _null_model_p(t, z, both)
+    elif test == "sign_flip":
+        _, p, _ = sign_flip_test(excess_scan, subjects, n_permutations, seed, alternative="greater")
+    else:
+        raise ValueError(f"unknown test '{test}'; choose 'null_models' or 'sign_flip'")
+    return pd.DataFrame(
+        {
+            "trained": trained_pooled,
+            "null_mean": null_pooled,
+            "excess": trained_pooled - null_pooled,
+            "ci_low": ci.ci_low,
+            "ci_high": ci.ci_high,
+            "p_value": p,
+        }
+    )
+
+
+def _nanmean0(x: np.ndarray) -> np.ndarray:
+    """Mean over axis 0 ignoring NaN; NaN (silently) where nothing is defined."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(x, axis=0)
+
+
+def _null_model_p(trained: np.ndarray, null: np.ndarray, both: np.ndarray) -> np.ndarray:
+    """(1 + #{r: mean null_r >= mean trained on the scans r scored}) / (1 + R), per column."""
+    scored = np.isfinite(null) & both[None]  # [R, n_scans, L]
+    n = scored.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        null_mean = np.where(scored, null, 0.0).sum(axis=1) / n
+        trained_mean = np.where(scored, trained[None], 0.0).sum(axis=1) / n
+    valid = n > 0
+    tol = 1e-12 * np.maximum(np.abs(trained_mean), 1e-300)
+    hits = (valid & (null_mean >= trained_mean - tol)).sum(axis=0)
+    n_valid = valid.sum(axis=0)
+    return np.where(n_valid > 0, (1.0 + hits) / (1.0 + n_valid), np.nan)
+
+
+# --------------------------------------------------------------------------------------------------
+# The table of layer calls
+# --------------------------------------------------------------------------------------------------
+
+
+def _cube(table: pd.DataFrame, keys: list[np.ndarray]) -> np.ndarray:
+    """Mean ``value`` per (scan_id, layer) or (null_model, scan_id, layer), the levels given by ``keys``,
+    as a dense array with NaN where a combination has no row: one groupby, no loop over models."""
+    names = ["null_model", "scan_id", "layer"][-len(keys) :]
+    means = table.groupby(names, sort=False)["value"].mean()
+    index = pd.MultiIndex.from_product(keys, names=names) if len(keys) > 1 else pd.Index(keys[0], name=names[0])
+    return means.reindex(index).to_numpy(dtype=np.float64).reshape([len(k) for k in keys])
+
+
+def layer_calls_table(
+    trained: pd.DataFrame,
+    null: pd.DataFrame,
+    n_resamples: int,
+    confidence_level: float,
+    seed: int,
+    alpha: float = 0.05,
+    measures: Sequence[str] | None = None,
+    test: str = "null_models",
+    n_permutations: int = 9999,
+) -> pd.DataFrame:
+    """Per layer: trained, null mean, excess with subject-level CI, p-value, Holm, driving call, top-1 share.
+
+    Args:
+        trained: long per-scan scores with columns ``scan_id, subject_id, modality, method, channel,
+            layer, measure, value`` (other columns such as ``fold`` or ``seed`` are ignored; a scan scored
+            by several trained models gets their mean).
+        null: the same columns plus ``null_model`` (one id per null replicate, i.e. one full set of
+            models trained on one permutation of the labels; all its folds share the id).
+        measures: default every measure present except the label-map-only ``volume_share`` and
+            ``n_voxels`` (identical in trained and null models).
+        test: see :func:`null_calibration`.
+
+    One family per modality x method x channel x measure: Holm over its layers; ``driving`` = excess > 0
+    and ``p_holm <= alpha``; ``top1_frequency`` = share of subject bootstrap resamples in which the layer
+    has the largest pooled per-scan excess. Columns exactly ``CALLS_COLUMNS``.
+    """
+    need = {"scan_id", "subject_id", "layer", "measure", "value", *FAMILY_KEYS}
+    for name, table, required in (("trained", trained, need), ("null", null, need | {"null_model"})):
+        missing = required - set(table.columns)
+        if missing:
+            raise ValueError(f"{name} table lacks columns {sorted(missing)}")
+    keep = set(measures) if measures is not None else set(trained["measure"]) - set(VOXEL_QUANTITIES)
+    trained = trained[trained["measure"].isin(keep)]
+    null = null[null["measure"].isin(keep)]
+    rows = []
+    null_groups = dict(iter(null.groupby(list(FAMILY_KEYS), sort=False)))
+    for key, group in trained.groupby(list(FAMILY_KEYS), sort=True):
+        null_group = null_groups.get(key)
+        if null_group is None:
+            raise ValueError(f"no null-model scores for {dict(zip(FAMILY_KEYS, key))}")
+        present = set(group["layer"])
+        layers = [x for x in LAYERS if x in present] + sorted(present - set(LAYERS))
+        pairs = group[["scan_id", "subject_id"]].astype(str).drop_duplicates()
+        if pairs["scan_id"].duplicated().any():
+            raise ValueError("a scan belongs to more than one subject")
+        scans = pairs["scan_id"].to_numpy()
+        subjects = pairs["subject_id"].to_numpy()
+        # A scan scored by several models (seeds, repeated folds) gets their mean.
+        t = _cube(group.assign(scan_id=group["scan_id"].astype(str)), [scans, np.asarray(layers)])
+        null_models = np.asarray(sorted(null_group["null_model"].unique()))
+        null_scans = null_group.assign(scan_id=null_group["scan_id"].astype(str))
+        z = _cube(null_scans, [null_models, scans, np.asarray(layers)])
+        calib = null_calibration(t, z, subjects, n_resamples, confidence_level, seed, test, n_permutations)
+        excess_scan = t - _nanmean0(z)
+        calib["p_holm"] = holm(calib["p_value"].to_numpy())
+        calib["driving"] = (calib["excess"] > 0) & (calib["p_holm"] <= alpha)
+        calib["top1_frequency"] = top1_frequency(excess_scan, subjects, n_resamples, seed)
+        calib.insert(0, "layer", layers)
+        for name, value in reversed(list(zip(FAMILY_KEYS, key))):
+            calib.insert(0, name, value)
+        rows.append(calib)
+    if not rows:
+        return pd.DataFrame(columns=list(CALLS_COLUMNS))
+    return pd.concat(rows, ignore_index=True)[list(CALLS_COLUMNS)]
+
+
+__all__ = [
+    "CALLS_COLUMNS",
+    "contrast_weights",
+    "holm",
+    "layer_calls_table",
+    "null_calibration",
+    "paired_contrasts",
+    "permute_subject_labels",
+    "sign_flip_test",
+    "subject_means",
+    "top1_frequency",
+]
