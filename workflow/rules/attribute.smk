@@ -50,6 +50,10 @@ rule aggregate:
         fold=r"\d+",
     conda:
         "../../envs/stats.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
     params:
         code=layer_code("aggregate"),
     script:

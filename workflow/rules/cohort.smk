@@ -3,17 +3,18 @@ rule validate_cohort:
         sheet=cohort_sheet(),
     output:
         sheet="results/cohort/validated.tsv",
-        report=report(
-            "results/cohort/validation_report.txt",
-            caption="../report/validation_report.rst",
-            category="Cohort",
-        ),
     log:
-        "results/logs/cohort/validate.log",
+        # The report is a log so that it survives a failed check (Snakemake deletes a failed job's outputs).
+        main="results/logs/cohort/validate.log",
+        report="results/cohort/validation_report.txt",
     benchmark:
         "results/benchmarks/cohort/validate.tsv"
     conda:
         "../../envs/cohort.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
     params:
         n_folds=config["split"]["n_folds"],
         affine_tolerance_mm=config["validate"]["affine_tolerance_mm"],
@@ -21,7 +22,10 @@ rule validate_cohort:
         absent_layer=config["validate"]["absent_layer"],
         allow_outside_paths=config["validate"]["allow_outside_paths"],
         spacing_tolerance=config["validate"]["spacing_tolerance"],
-        code=layer_code("validate"),
+        bmode_max=config["input"]["bmode_max"],
+        val_fraction=config["split"]["val_fraction"],
+        split_seed=config["split"]["seed"],
+        code=layer_code("validate", "split"),
     script:
         "../scripts/validate_cohort.py"
 
@@ -29,6 +33,11 @@ rule validate_cohort:
 rule split:
     input:
         sheet="results/cohort/validated.tsv",
+        report=report(
+            "results/cohort/validation_report.txt",
+            caption="../report/validation_report.rst",
+            category="Cohort",
+        ),
     output:
         folds="results/splits/folds.tsv",
     log:
@@ -37,6 +46,10 @@ rule split:
         "results/benchmarks/cohort/split.tsv"
     conda:
         "../../envs/cohort.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
     params:
         n_folds=config["split"]["n_folds"],
         val_fraction=config["split"]["val_fraction"],

@@ -7,7 +7,7 @@ LAYER_DIR = Path(workflow.basedir) / "workflow" / "layer"
 def layer_code(*modules):
     """Hash of the layer modules a rule's script runs: edits to them rerun the rule (params trigger)."""
     digest = hashlib.sha256()
-    for name in ("__init__", "names", "io") + modules:
+    for name in ("__init__", "names", "io", "logs") + modules:
         digest.update((LAYER_DIR / f"{name}.py").read_bytes())
     return digest.hexdigest()[:16]
 

@@ -13,10 +13,14 @@ rule figure_saliency:
         "results/benchmarks/figures/layer_saliency.tsv"
     conda:
         "../../envs/stats.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=15,
     params:
         measure=config["report"]["primary_measure"],
         confidence_level=config["bootstrap"]["confidence_level"],
-        code=layer_code("figures"),
+        code=layer_code("figures", "stats", "aggregate"),
     script:
         "../scripts/figure_saliency.py"
 
@@ -48,9 +52,13 @@ rule figure_performance:
         "results/benchmarks/figures/performance.tsv"
     conda:
         "../../envs/stats.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=15,
     params:
         confidence_level=config["bootstrap"]["confidence_level"],
-        code=layer_code("figures"),
+        code=layer_code("figures", "stats", "aggregate"),
     script:
         "../scripts/figure_performance.py"
 
@@ -75,7 +83,11 @@ rule figure_overlays:
         "results/benchmarks/figures/overlays.tsv"
     conda:
         "../../envs/stats.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=15,
     params:
-        code=layer_code("figures"),
+        code=layer_code("figures", "examples", "stats", "aggregate"),
     script:
         "../scripts/figure_overlays.py"

@@ -30,12 +30,16 @@ rule statistics:
         "results/benchmarks/stats/statistics.tsv"
     conda:
         "../../envs/stats.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
     params:
         n_resamples=config["bootstrap"]["n_resamples"],
         confidence_level=config["bootstrap"]["confidence_level"],
         seed=config["bootstrap"]["seed"],
         primary_method=config["report"]["primary_method"],
         primary_measure=config["report"]["primary_measure"],
-        code=layer_code("stats"),
+        code=layer_code("stats", "aggregate"),
     script:
         "../scripts/statistics.py"

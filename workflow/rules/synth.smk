@@ -9,6 +9,10 @@ rule synth_chunk:
         "results/benchmarks/synth/chunk{chunk}.tsv"
     conda:
         "../../envs/cohort.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=60,
     params:
         preset=config["synthetic"]["preset"],
         effects=config["synthetic"]["effects"],
@@ -48,6 +52,10 @@ rule synth_cohort:
         "results/benchmarks/synth/cohort.tsv"
     conda:
         "../../envs/cohort.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
     params:
         preset=config["synthetic"]["preset"],
         effects=config["synthetic"]["effects"],
