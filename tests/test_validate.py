@@ -10,37 +10,9 @@ import pytest
 from layer.io import affine_from_spacing, save_nifti
 from layer.validate import Rules, validate_cohort
 
-SHAPE = (12, 6, 6)
+from toy_cohort import SHAPE, cohort as make_cohort, volumes as _volumes  # noqa: E402
+
 RULES = Rules(n_folds=2)
-
-
-def _volumes(seed: int) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    layers = np.zeros(SHAPE, np.uint8)
-    for value, (start, stop) in enumerate([(1, 3), (3, 5), (5, 6), (6, 8), (8, 9), (9, 12)], start=1):
-        layers[start:stop] = value
-    bmode = rng.random(SHAPE).astype(np.float32)
-    swe = np.full(SHAPE, np.nan, np.float32)
-    swe[1:10, 1:5, :] = 2.0 + rng.random((9, 4, SHAPE[2])).astype(np.float32)
-    return {"bmode": bmode, "swe": swe, "layers": layers}
-
-
-def make_cohort(root: Path, n_subjects: int = 4, scans: int = 2) -> Path:
-    """A valid cohort: n_subjects (half with pain) x scans, tiny volumes."""
-    rows = []
-    (root / "scans").mkdir(parents=True, exist_ok=True)
-    for s in range(n_subjects):
-        for k in range(scans):
-            sid = f"s{s}-{k}"
-            row = {"scan_id": sid, "subject_id": f"sub{s}", "label": s % 2}
-            for kind, arr in _volumes(s * 10 + k).items():
-                rel = f"scans/{sid}_{kind}.nii.gz"
-                save_nifti(arr, affine_from_spacing((0.5, 1.0, 1.0)), root / rel)
-                row[kind] = rel
-            rows.append(row)
-    sheet = root / "cohort.tsv"
-    pd.DataFrame(rows).to_csv(sheet, sep="\t", index=False)
-    return sheet
 
 
 def _edit_sheet(sheet: Path, fn) -> None:

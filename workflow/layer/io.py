@@ -12,6 +12,7 @@ header that carries only the affine, the data type and the units.
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import tempfile
@@ -39,6 +40,9 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
     final.parent.mkdir(parents=True, exist_ok=True)
     if suffix is None:
         suffix = "".join(final.suffixes)
+    # A process killed with SIGKILL cannot remove its temporary file; the next writer of the same path does.
+    for stale in final.parent.glob(f".{glob.escape(final.name)}.*.tmp{glob.escape(suffix)}"):
+        stale.unlink(missing_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=f".tmp{suffix}", dir=final.parent)
     os.close(fd)
     tmp = Path(tmp_name)
