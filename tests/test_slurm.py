@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 import pytest
+from study_outputs import STUDY_FILES
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
@@ -305,17 +306,7 @@ def runs(cluster, tmp_path_factory) -> dict:
 
 def test_smoke_study_outputs_exist(runs):
     res = runs["results"]
-    for rel in [
-        "cohort/validation_report.txt",
-        "splits/folds.tsv",
-        "stats/layer_saliency.tsv",
-        "stats/performance.tsv",
-        "stats/paper_table.tsv",
-        "figures/layer_saliency.png",
-        "figures/roc.png",
-        "figures/training_curves.png",
-        "figures/overlays.png",
-    ]:
+    for rel in STUDY_FILES:
         assert (res / rel).stat().st_size > 0, rel
     for modality in ("bmode", "swe", "fused"):
         for fold in (0, 1):

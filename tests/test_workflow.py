@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 
 from layer.names import LAYERS
+from study_outputs import STUDY_FILES, SYNTHETIC_FILES
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
@@ -93,20 +94,7 @@ def test_changing_n_resamples_reruns_only_statistics(smoke):
 
 def test_outputs_exist(smoke):
     res = smoke["results"]
-    for rel in [
-        "cohort/synthetic/cohort.tsv",
-        "cohort/synthetic/features.tsv",
-        "cohort/synthetic/ground_truth.json",
-        "cohort/validation_report.txt",
-        "splits/folds.tsv",
-        "stats/layer_saliency.tsv",
-        "stats/performance.tsv",
-        "stats/paper_table.tsv",
-        "figures/layer_saliency.png",
-        "figures/roc.png",
-        "figures/training_curves.png",
-        "figures/overlays.png",
-    ]:
+    for rel in SYNTHETIC_FILES + STUDY_FILES:
         assert (res / rel).stat().st_size > 0, rel
     for modality in ("bmode", "swe", "fused"):
         for fold in (0, 1):

@@ -127,9 +127,8 @@ def attribute_fold(
 
     Returns (maps, scan ids, channel names, QC table with a ``scan_id`` column).
     """
-    model, spec, modality = load_model(model_path)
-    saved_fold = int(torch.load(model_path, map_location="cpu", weights_only=True)["fold"])
-    test_ids = folds.loc[(folds["fold"] == saved_fold) & (folds["role"] == "test"), "scan_id"].astype(str).tolist()
+    model, spec, modality, fold = load_model(model_path)
+    test_ids = folds.loc[(folds["fold"] == fold) & (folds["role"] == "test"), "scan_id"].astype(str).tolist()
     items = data.make_items(sheet, test_ids)
     images = data.stack(data.cached_dataset(items, data.preprocessing(modality, spec.bmode_max, spec.swe_scale)))
     target = gradcam_layer or GRADCAM_LAYERS[spec.name]

@@ -325,12 +325,14 @@ def train_fold(
     return saved, curve, oof
 
 
-def load_model(path: str | os.PathLike[str], device: torch.device | None = None) -> tuple[torch.nn.Module, ModelSpec, str]:
-    """Rebuild a trained model from its file (weights only): (model in eval mode, spec, modality)."""
+def load_model(
+    path: str | os.PathLike[str], device: torch.device | None = None
+) -> tuple[torch.nn.Module, ModelSpec, str, int]:
+    """Rebuild a trained model from its file (weights only): (model in eval mode, spec, modality, fold)."""
     saved = torch.load(path, map_location="cpu", weights_only=True)
     spec = ModelSpec(**saved["model"])
     modality = str(saved["modality"])
     model = build_model(spec.name, in_channels=len(CHANNELS[modality]), width=spec.width)
     model.load_state_dict(saved["state_dict"])
     model.to(device or torch.device("cpu")).eval()
-    return model, spec, modality
+    return model, spec, modality, int(saved["fold"])
