@@ -18,6 +18,7 @@ include: "workflow/rules/cohort.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/attribute.smk"
 include: "workflow/rules/stats.smk"
+include: "workflow/rules/checks.smk"
 include: "workflow/rules/figures.smk"
 
 

@@ -7,8 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from layer import aggregate as agg
 from layer import inference as inf
 from layer.names import LAYERS
+from layer.split import permute_subject_labels
 from layer.stats import cluster_bootstrap_mean
 
 # --------------------------------------------------------------------------------------------------
@@ -126,17 +128,17 @@ def test_permute_subject_labels_keeps_subjects_together_and_balance():
     subjects = [f"s{i:02d}" for i in range(10) for _ in range(3)]
     labels = [int(i < 4) for i in range(10) for _ in range(3)]
     sheet = pd.DataFrame({"scan_id": range(30), "subject_id": subjects, "label": labels, "bmode": "x"})
-    out = inf.permute_subject_labels(sheet, seed=3)
+    out = permute_subject_labels(sheet, seed=3)
     per_subject = out.groupby("subject_id")["label"].agg(["nunique", "first"])
     assert (per_subject["nunique"] == 1).all()
     assert per_subject["first"].sum() == 4  # 4 positive subjects before and after
     assert not out["label"].equals(sheet["label"])
     assert out.drop(columns="label").equals(sheet.drop(columns="label"))
-    assert out["label"].equals(inf.permute_subject_labels(sheet, seed=3)["label"])
+    assert out["label"].equals(permute_subject_labels(sheet, seed=3)["label"])
     mixed = sheet.copy()
     mixed.loc[0, "label"] = 1 - mixed.loc[0, "label"]
     with pytest.raises(ValueError, match="different labels"):
-        inf.permute_subject_labels(mixed, seed=0)
+        permute_subject_labels(mixed, seed=0)
 
 
 # Hand example: subjects A (scans a1, a2) and B (b1); two layers; three null models.
@@ -174,68 +176,92 @@ def test_null_calibration_by_hand():
     assert table["null_mean"].iloc[0] == pytest.approx(9.5 / 3)
 
 
-def long_table(
-    values: np.ndarray, scans: list[str], subjects: list[str], measure: str = "mass_share_abs"
-) -> pd.DataFrame:
-    """Long per-scan table (aggregate layout) of ``values [n_scans, 6]``."""
-    n = len(scans)
-    return pd.DataFrame(
-        {
-            "scan_id": np.repeat(scans, 6),
-            "subject_id": np.repeat(subjects, 6),
-            "modality": "bmode",
-            "method": "shapley_road",
-            "channel": "all",
-            "layer": np.tile(LAYERS, n),
-            "measure": measure,
-            "value": np.asarray(values, dtype=float).reshape(-1),
-        }
-    )
+def score_table(scores: np.ndarray, scans: list[str], subjects: list[str], method: str = "shapley_road") -> pd.DataFrame:
+    """Aggregated long table (all measures) of layer scores ``[n_scans, 6]``, as the aggregate rule writes."""
+    values = agg._scan_measures(agg.score_masses(scores[:, None, :]), np.full((len(scans), 7), 10))
+    table = agg._long_table(values, scans, ("all",))
+    table.insert(1, "subject_id", np.repeat(subjects, 6 * len(agg.measure_names())))
+    return table.assign(modality="bmode", method=method)
 
 
-def planted(n_null: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """12 subjects x 2 scans; trained models put 0.3 more on the DFM than the null models do."""
+def planted(n_null: int, seed: int, effect: float = 1.0, sfm_bias: float = 0.0):
+    """30 subjects x 2 scans. Trained models: the DFM adds ``effect`` logits in patients and removes it in
+    controls; every model (trained and null) adds ``sfm_bias`` to the SFM of every scan, whatever the
+    label (a layer a model leans on for all scans, e.g. a bright membrane: not a driver)."""
     rng = np.random.default_rng(seed)
-    scans = [f"s{i:02d}_{j}" for i in range(12) for j in range(2)]
-    subjects = [f"s{i:02d}" for i in range(12) for _ in range(2)]
-    base = rng.dirichlet(np.ones(6), size=24) * 0.5
-    trained = base.copy()
-    trained[:, LAYERS.index("dfm")] += 0.3
-    nulls = []
-    for r in range(n_null):
-        t = long_table(base + rng.normal(0, 0.02, size=base.shape), scans, subjects)
-        nulls.append(t.assign(null_model=r))
-    table = long_table(trained, scans, subjects)
-    voxels = long_table(np.ones((24, 6)), scans, subjects, "n_voxels")  # label-map measure: dropped
-    return pd.concat([table, voxels], ignore_index=True), pd.concat(nulls, ignore_index=True)
+    scans = [f"s{i:02d}_{j}" for i in range(30) for j in range(2)]
+    subjects = [f"s{i:02d}" for i in range(30) for _ in range(2)]
+    labels = pd.Series(np.repeat(np.arange(30) % 2, 2), index=scans)
+
+    def scores(dfm_effect: float, model_seed: int) -> np.ndarray:
+        g = np.random.default_rng([seed, model_seed])
+        subject_effect = np.repeat(g.normal(0, 0.3, size=(30, 6)), 2, axis=0)
+        x = subject_effect + g.normal(0, 0.2, size=(60, 6))
+        x[:, LAYERS.index("dfm")] += dfm_effect * (2 * labels.to_numpy() - 1)
+        x[:, LAYERS.index("sfm")] += sfm_bias
+        return x
+
+    trained = score_table(scores(effect, 0), scans, subjects)
+    null = pd.concat(
+        [score_table(scores(0.0, r + 1), scans, subjects).assign(null_model=r) for r in range(n_null)],
+        ignore_index=True,
+    )
+    return trained, null, labels
 
 
-def test_layer_calls_table_columns_and_calls():
-    trained, null = planted(n_null=199, seed=0)
-    calls = inf.layer_calls_table(trained, null, 499, 0.95, seed=0)
+def test_label_permutation_test_by_hand_and_type_one_error():
+    # Two subjects per class, one scan each: gap = mean(patients) - mean(controls).
+    c = np.array([[1.0], [2.0], [5.0], [6.0]])
+    y = np.array([0, 0, 1, 1])
+    gap, p = inf.label_permutation_test(c, y, ["a", "b", "c", "d"], 4000, seed=0)
+    assert gap[0] == pytest.approx(4.0)
+    # Of the 6 equally likely labelings only the observed one reaches 4.0: p ~ 1/6.
+    assert p[0] == pytest.approx(1 / 6, abs=0.02)
+    np.testing.assert_allclose(inf.label_gap(c, y).mean(axis=0), gap)
+    # Simulated clustered data (ICC 0.7, 20 subjects x 3 scans, labels independent of the scores):
+    rng = np.random.default_rng(5)
+    rejections = 0
+    n_sets = 400
+    for _ in range(n_sets):
+        subjects = np.repeat(np.arange(20), 3)
+        x = np.sqrt(0.7) * rng.standard_normal(20)[subjects] + np.sqrt(0.3) * rng.standard_normal(60)
+        labels = np.repeat(rng.permutation(np.arange(20) % 2), 3)
+        rejections += inf.label_permutation_test(x[:, None], labels, subjects, 199, seed=1)[1][0] <= 0.05
+    assert rejections / n_sets <= 0.07  # measured 0.0475
+
+
+def test_layer_calls_table_label_gap_calls_the_driver_only():
+    trained, null, labels = planted(n_null=2, seed=0, sfm_bias=2.0)
+    calls = inf.layer_calls_table(trained, null, labels, ["label_gap", "mass_share_abs"], 499, 0.95, seed=0,
+                                  n_permutations=999)
     assert list(calls.columns) == list(inf.CALLS_COLUMNS)
-    assert calls["layer"].tolist() == list(LAYERS) and set(calls["measure"]) == {"mass_share_abs"}
-    row = calls.set_index("layer")
-    assert row.loc["dfm", "p_value"] == pytest.approx(1 / 200)  # no null model reaches the trained score
-    assert row.loc["dfm", "p_holm"] == pytest.approx(6 / 200)
-    assert bool(row.loc["dfm", "driving"])
-    assert row.loc["dfm", "excess"] == pytest.approx(0.3, abs=0.01)
-    assert row.loc["dfm", "ci_low"] > 0.25
-    assert row.loc["dfm", "top1_frequency"] == pytest.approx(1.0)
-    assert calls["top1_frequency"].sum() == pytest.approx(1.0)
-    assert calls.loc[calls["layer"] != "dfm", "driving"].sum() == 0
-    np.testing.assert_allclose(calls["excess"], calls["trained"] - calls["null_mean"])
-
-    # Too few null models: p >= 1/20 and Holm over six layers cannot call anything ...
-    trained, null = planted(n_null=19, seed=0)
-    calls = inf.layer_calls_table(trained, null, 199, 0.95, seed=0).set_index("layer")
-    assert calls.loc["dfm", "p_value"] == pytest.approx(1 / 20) and not calls["driving"].any()
-    # ... the subject-level sign-flip of the per-scan excess can (2^12 sign vectors, exact). It treats the
-    # null mean as known, so noise-level excesses are called at the nominal family-wise rate; these fixed
-    # data (seed 1) have none.
-    trained, null = planted(n_null=19, seed=1)
-    calls = inf.layer_calls_table(trained, null, 199, 0.95, seed=0, test="sign_flip").set_index("layer")
-    assert calls.loc["dfm", "p_value"] == pytest.approx(1 / 4096)
-    assert bool(calls.loc["dfm", "driving"]) and calls["driving"].sum() == 1
+    gap = calls[calls["measure"] == "label_gap"].set_index("layer")
+    assert gap.index.tolist() == list(LAYERS)
+    assert bool(gap.loc["dfm", "driving"]) and gap["driving"].sum() == 1
+    assert gap.loc["dfm", "p_value"] == pytest.approx(1 / 1000)
+    # trained gap = mean(+1 | patients) - mean(-1 | controls) = 2 up to noise; null models about 0.
+    assert gap.loc["dfm", "trained"] == pytest.approx(2.0, abs=0.4)
+    assert abs(gap.loc["dfm", "null_mean"]) < 0.4
+    assert gap.loc["dfm", "ci_low"] > 1.0 and gap.loc["dfm", "top1_frequency"] == pytest.approx(1.0)
+    np.testing.assert_allclose(gap["excess"], gap["trained"] - gap["null_mean"], atol=1e-12)
+    # The SFM bias (same in every model) is no label gap ...
+    assert abs(gap.loc["sfm", "excess"]) < 0.3 and not gap.loc["sfm", "driving"]
+    # ... but the raw share puts the SFM first in trained and null models alike; with 2 null models the
+    # rank p-value cannot go below 1/3, so nothing is called on it.
+    share = calls[calls["measure"] == "mass_share_abs"].set_index("layer")
+    assert share["trained"].idxmax() == "sfm" and share["null_mean"].idxmax() == "sfm"
+    assert share["p_value"].min() >= 1 / 3 and not share["driving"].any()
     with pytest.raises(ValueError, match="null_model"):
-        inf.layer_calls_table(trained, null.drop(columns="null_model"), 99, 0.95, seed=0)
+        inf.layer_calls_table(trained, null.drop(columns="null_model"), labels, ["label_gap"], 99, 0.95, seed=0)
+
+
+def test_layer_calls_table_null_cohort_calls_nothing():
+    trained, null, labels = planted(n_null=2, seed=3, effect=0.0, sfm_bias=2.0)
+    calls = inf.layer_calls_table(trained, null, labels, ["label_gap"], 299, 0.95, seed=0, n_permutations=999)
+    assert not calls["driving"].any()
+    # The same data under a sign-flip test of the raw share's excess: a model-level difference is no
+    # subject-level effect, yet sign flips across subjects would call it. Shown on a planted model bias.
+    trained_biased, _, _ = planted(n_null=1, seed=3, effect=0.0, sfm_bias=3.0)
+    calls = inf.layer_calls_table(trained_biased, null, labels, ["mass_share_abs"], 299, 0.95, seed=0,
+                                  test="sign_flip").set_index("layer")
+    assert bool(calls.loc["sfm", "driving"])

@@ -8,7 +8,7 @@ import pytest
 import torch
 from scipy import stats as sps
 
-from layer import checks
+from layer import checks, perturb
 from layer import robustness as R
 from layer.model import build_model
 from layer.names import LAYERS
@@ -133,24 +133,24 @@ def test_rank_correlation_matches_scipy():
 def test_randomise_cascade_from_the_top():
     torch.manual_seed(0)
     model = build_model("resnet", 1).eval()
-    names = [name for name, _ in checks.model_blocks(model)]
+    names = [name for name, _ in perturb.model_blocks(model)]
     assert names == ["conv1", "bn1", "layer1", "layer2", "layer3", "layer4", "fc"]
     original = {k: v.clone() for k, v in model.state_dict().items()}
     state = torch.random.get_rng_state()
-    top = checks.randomise_cascade(model, 1, seed=3)
+    top = perturb.randomise_cascade(model, 1, seed=3)
     assert torch.equal(torch.random.get_rng_state(), state)  # caller's RNG untouched
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in original.items())  # original untouched
     changed = {k for k, v in top.state_dict().items() if not torch.equal(v, original[k])}
     assert changed == {"fc.weight", "fc.bias"}
-    three = checks.randomise_cascade(model, 3, seed=3).state_dict()
+    three = perturb.randomise_cascade(model, 3, seed=3).state_dict()
     assert not torch.equal(three["layer4.0.conv1.weight"], original["layer4.0.conv1.weight"])
     assert not torch.equal(three["layer3.0.conv1.weight"], original["layer3.0.conv1.weight"])
     assert torch.equal(three["layer2.0.conv1.weight"], original["layer2.0.conv1.weight"])
-    again = checks.randomise_cascade(model, 3, seed=3).state_dict()
+    again = perturb.randomise_cascade(model, 3, seed=3).state_dict()
     assert all(torch.equal(v, again[k]) for k, v in three.items())  # seeded
     x = torch.rand(1, 1, 16, 8, 8)
     with torch.no_grad():
-        assert torch.equal(checks.randomise_cascade(model, 0)(x), model(x))
+        assert torch.equal(perturb.randomise_cascade(model, 0)(x), model(x))
 
 
 def test_deletion_curves_on_an_additive_game():

@@ -296,18 +296,20 @@ def test_attribute_extra_shapes_channels_and_checks():
     settings = {"batch_size": 64, "seed": 1, "eg_samples": 4, "background": background}
     channels = ("bmode", "swe")
 
-    scores, names, qc = S.attribute_extra(model, images, labels, "shapley_road", channels, settings)
+    scores, names, qc, coalitions = S.attribute_extra(model, images, labels, "shapley_road", channels, settings)
     assert scores.shape == (2, 1, 6) and names == ("all",)
+    assert coalitions.shape == (2, 64)  # all coalition values, for the deletion curves
+    np.testing.assert_allclose(S.shapley_from_values(coalitions, 6), scores[:, 0], atol=1e-12)
     assert set(qc["check"]) == {"efficiency_error", "f_full", "f_empty", "max_standard_error", "n_evaluations"}
     assert qc.loc[qc["check"] == "efficiency_error", "value"].max() < 1e-9
     f_full = qc.loc[qc["check"] == "f_full", "value"].to_numpy()
     with torch.no_grad():
         np.testing.assert_allclose(f_full, model(images)[:, 0].numpy(), atol=1e-5)
 
-    ablation, names, _ = S.attribute_extra(model, images, labels, "ablation_background", channels, settings)
+    ablation, names, _, _ = S.attribute_extra(model, images, labels, "ablation_background", channels, settings)
     assert ablation.shape == (2, 1, 6) and names == ("all",)
 
-    maps, names, qc = S.attribute_extra(model, images, labels, "expected_gradients", channels, settings)
+    maps, names, qc, _ = S.attribute_extra(model, images, labels, "expected_gradients", channels, settings)
     assert maps.shape == (2, 2, *shape) and names == channels
     assert np.isfinite(qc["value"]).all()
 

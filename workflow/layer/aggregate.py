@@ -31,7 +31,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from layer.io import load_nifti
+from layer.io import load_arrays, load_nifti
 from layer.names import BACKGROUND, LAYERS, N_LAYERS
 
 #: Quantities that exist once per part, in output order.
@@ -413,17 +413,23 @@ def layer_scores(attribution: np.ndarray, layers: np.ndarray, channels: Sequence
     return table.drop(columns="scan_id")
 
 
-def load_maps(path: str) -> tuple[np.ndarray, list[str], tuple[str, ...]]:
-    """Read an attribution job file (``maps``, ``scan_ids``, ``channels``; no pickle).
+def score_masses(scores: np.ndarray) -> np.ndarray:
+    """Per-label ``[N, C, 7, 2]`` masses (|s|, max(s, 0); background 0) from layer scores ``[N, C, 6]``.
 
-    Same format as ``layer.attribution.save_maps``; read here so that aggregation does not import torch.
+    A removal method (ablation, layer Shapley) gives one signed number per layer instead of a voxel
+    map; it enters the same measures as a map whose attribution sums to that number inside the layer
+    (``mass`` = the score), so shares, gains and composites are computed by one definition.
     """
-    with np.load(path, allow_pickle=False) as z:
-        return z["maps"], [str(s) for s in z["scan_ids"]], tuple(str(c) for c in z["channels"])
+    s = np.asarray(scores, dtype=np.float64)
+    if s.ndim != 3 or s.shape[2] != N_LAYERS:
+        raise ValueError(f"layer scores must be [N, C, {N_LAYERS}], got {s.shape}")
+    layer_mass = np.stack([np.abs(s), np.maximum(s, 0.0)], axis=-1)
+    return np.insert(layer_mass, BACKGROUND, 0.0, axis=2)
 
 
-def aggregate_job(maps_path: str, sheet: pd.DataFrame, scans_per_chunk: int = 64) -> pd.DataFrame:
-    """Per-layer scores of one attribution job (modality x method x fold).
+def aggregate_job(path: str, sheet: pd.DataFrame, scans_per_chunk: int = 64) -> pd.DataFrame:
+    """Per-layer scores of one attribution job (modality x method x fold): voxel ``maps`` or layer
+    ``scores`` (``layer.attribution.save_attribution``).
 
     Label maps are read from the sheet's ``layers`` paths, a chunk of scans at a time, so that memory
     stays bounded at paper scale (4,000 scans).
@@ -431,15 +437,23 @@ def aggregate_job(maps_path: str, sheet: pd.DataFrame, scans_per_chunk: int = 64
     Returns:
         Columns ``scan_id, subject_id, channel, layer, measure, value`` (see ``aggregate_scans``).
     """
-    maps, scan_ids, channels = load_maps(maps_path)
+    arrays = load_arrays(path)
+    scan_ids = [str(s) for s in arrays["scan_ids"]]
+    channels = tuple(str(c) for c in arrays["channels"])
     rows = sheet.set_index(sheet["scan_id"].astype(str))
     missing = sorted(set(scan_ids) - set(rows.index))
     if missing:
-        raise ValueError(f"scans {missing[:5]} of {maps_path} are not in the cohort sheet")
-    parts = [aggregate_scans(maps[:0], np.zeros((0,) + maps.shape[2:], dtype=np.int16), [], channels)]
+        raise ValueError(f"scans {missing[:5]} of {path} are not in the cohort sheet")
+    parts = [_long_table(np.zeros((0, len(channels), N_LAYERS, len(measure_names()))), [], channels)]
     for s0 in range(0, len(scan_ids), scans_per_chunk):
         ids = scan_ids[s0 : s0 + scans_per_chunk]
         layers = np.stack([_as_labels(load_nifti(rows.at[sid, "layers"])[0]) for sid in ids])
+        if "scores" in arrays:
+            counts = _label_counts(layers.reshape(len(ids), -1))
+            values = _scan_measures(score_masses(arrays["scores"][s0 : s0 + scans_per_chunk]), counts)
+            parts.append(_long_table(values, ids, channels))
+            continue
+        maps = arrays["maps"]
         if layers.shape[1:] != maps.shape[2:]:
             raise ValueError(f"attribution grid {maps.shape[2:]} differs from layer map grid {layers.shape[1:]}")
         parts.append(aggregate_scans(maps[s0 : s0 + scans_per_chunk], layers, ids, channels))
@@ -450,7 +464,7 @@ def aggregate_job(maps_path: str, sheet: pd.DataFrame, scans_per_chunk: int = 64
 
 __all__ = [
     "aggregate_job",
-    "load_maps",
+    "score_masses",
     "PARTS",
     "PART_QUANTITIES",
     "VOXEL_QUANTITIES",

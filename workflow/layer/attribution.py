@@ -15,6 +15,7 @@ Completeness (the attributions of a scan sum to f(x) - f(baseline)) is checked p
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,12 +25,15 @@ from captum.attr import IntegratedGradients
 from monai.visualize import GradCAM
 
 from layer import data
-from layer.io import atomic_path, load_nifti, save_nifti
+from layer.io import load_nifti, save_arrays, save_nifti
 from layer.model import GRADCAM_LAYERS
-from layer.names import CHANNELS
+from layer.names import CHANNELS, LABEL_VALUES
+from layer.shapley import EXTRA_METHODS, attribute_extra
 from layer.train import load_model
 
+#: Voxel-map methods of this module; ``ALL_METHODS`` adds expected gradients and the removal methods.
 METHODS: tuple[str, ...] = ("gradcam", "integrated_gradients")
+ALL_METHODS: tuple[str, ...] = METHODS + EXTRA_METHODS
 
 
 def _logit(model: torch.nn.Module):
@@ -73,83 +77,156 @@ def integrated_gradients(
     return np.concatenate(out).astype(np.float32), np.asarray(errors)
 
 
+@dataclass(frozen=True)
+class AttributionSettings:
+    """Settings of every attribution method (config ``attribution:``), one flat set so that a rule's
+    params map onto it one to one."""
+
+    gradcam_layer: str = ""
+    ig_steps: int = 8
+    batch_size: int = 16
+    scans_per_subject: int = 0
+    n_background: int = 16
+    eg_samples: int = 64
+    removal_blur_sigma: float = 2.0
+    removal_road_iterations: int = 4
+    removal_road_noise: float = 0.01
+    seed: int = 0
+
+    def extra(self, background: torch.Tensor | None) -> dict[str, object]:
+        """The mapping :func:`layer.shapley.attribute_extra` reads."""
+        return {
+            "batch_size": self.batch_size, "seed": self.seed, "eg_samples": self.eg_samples,
+            "blur_sigma": self.removal_blur_sigma, "road_iterations": self.removal_road_iterations,
+            "road_noise": self.removal_road_noise, "background": background,
+        }
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """One job's output: voxel ``maps [N, C, D, H, W]`` or layer ``scores [N, C, 6]`` (``kind``), with the
+    scans, channel names, a QC table (``scan_id, check, value``) and, for exact six-layer Shapley, the
+    values of all 64 coalitions of every scan (the deletion curves are read from them)."""
+
+    kind: str
+    values: np.ndarray
+    scan_ids: list[str]
+    channels: tuple[str, ...]
+    qc: pd.DataFrame
+    coalitions: np.ndarray | None = None
+
+
+def is_score_method(method: str) -> bool:
+    """Whether a method yields one score per layer (removal methods) rather than a voxel map."""
+    return method in EXTRA_METHODS and method != "expected_gradients"
+
+
 def attribute(
     model: torch.nn.Module,
     images: torch.Tensor,
+    layers: np.ndarray,
     method: str,
     channels: tuple[str, ...],
-    target_layer: str,
-    ig_steps: int,
-    batch_size: int,
-) -> tuple[np.ndarray, tuple[str, ...], pd.DataFrame]:
-    """Maps of one method for a stack of scans: (maps [N, C', ...], channel names, per-scan QC table).
+    settings: AttributionSettings,
+    background: torch.Tensor | None = None,
+    target_layer: str = "",
+) -> tuple[np.ndarray, tuple[str, ...], pd.DataFrame, np.ndarray | None]:
+    """One method on a stack of scans: (maps or scores, channel names, QC table, coalition values or None).
 
-    Grad-CAM has one map per scan whatever the number of input channels (channel ``all``); IG has one
-    per input channel. The QC table has columns ``index, check, value``: the CAM cell size or the IG
-    completeness error.
+    Grad-CAM has one map per scan whatever the number of input channels (channel ``all``); IG and
+    expected gradients one per input channel; removal methods (``ablation_*``, ``shapley_*``) score the
+    layers directly (:mod:`layer.shapley`). QC columns ``index, check, value``: the CAM cell size, the
+    IG / expected-gradients completeness error, the Shapley efficiency error.
     """
     if method == "gradcam":
         maps, cell = gradcam(model, images, target_layer)
         qc = pd.DataFrame(
             {"index": np.arange(len(images)), "check": "cam_cell_voxels", "value": float(np.prod(cell))}
         )
-        return maps, ("all",), qc
+        return maps, ("all",), qc, None
     if method == "integrated_gradients":
-        maps, errors = integrated_gradients(model, images, ig_steps, batch_size)
+        maps, errors = integrated_gradients(model, images, settings.ig_steps, settings.batch_size)
         qc = pd.DataFrame({"index": np.arange(len(images)), "check": "ig_completeness_error", "value": errors})
-        return maps, channels, qc
-    raise ValueError(f"unknown attribution method '{method}'; choose one of {', '.join(METHODS)}")
+        return maps, channels, qc, None
+    if method in EXTRA_METHODS:
+        return attribute_extra(model, images, layers, method, channels, settings.extra(background))
+    raise ValueError(f"unknown attribution method '{method}'; choose one of {', '.join(ALL_METHODS)}")
 
 
-def save_maps(path: str, maps: np.ndarray, scan_ids: list[str], channels: tuple[str, ...]) -> None:
-    """One compressed array file per job: maps, their scan ids and channel names."""
-    with atomic_path(path, suffix=".npz") as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, maps=maps, scan_ids=np.asarray(scan_ids), channels=np.asarray(channels))
+def save_attribution(path: str, result: Attribution) -> None:
+    """One compressed array file per job (plain arrays, no pickle)."""
+    arrays = {
+        result.kind: result.values, "scan_ids": np.asarray(result.scan_ids), "channels": np.asarray(result.channels)
+    }
+    if result.coalitions is not None:
+        arrays["coalitions"] = result.coalitions
+    save_arrays(path, **arrays)
 
 
-def load_maps(path: str) -> tuple[np.ndarray, list[str], tuple[str, ...]]:
-    """Read a file written by :func:`save_maps` (no pickle: plain arrays only)."""
-    with np.load(path, allow_pickle=False) as z:
-        return z["maps"], [str(s) for s in z["scan_ids"]], tuple(str(c) for c in z["channels"])
+def attributed_scans(test_ids: list[str], sheet: pd.DataFrame, scans_per_subject: int) -> list[str]:
+    """The held-out scans a job attributes: all, or the first ``scans_per_subject`` of each subject (by
+    scan id), so that the costly removal methods score every subject at a fraction of the cost; the same
+    scans under every method and model, so methods and null models compare scan by scan."""
+    if scans_per_subject <= 0:
+        return list(test_ids)
+    subject = sheet.set_index(sheet["scan_id"].astype(str))["subject_id"].astype(str)
+    table = pd.DataFrame({"scan_id": sorted(test_ids)})
+    table["subject_id"] = subject.loc[table["scan_id"]].to_numpy()
+    return table.groupby("subject_id", sort=True).head(scans_per_subject)["scan_id"].tolist()
 
 
 def attribute_fold(
-    sheet: pd.DataFrame,
-    folds: pd.DataFrame,
-    model_path: str,
-    method: str,
-    gradcam_layer: str,
-    ig_steps: int,
-    batch_size: int,
-) -> tuple[np.ndarray, list[str], tuple[str, ...], pd.DataFrame]:
-    """Attribution maps of a fold's held-out scans under that fold's model.
+    sheet: pd.DataFrame, folds: pd.DataFrame, model_path: str, method: str, settings: AttributionSettings
+) -> Attribution:
+    """Attributions of a fold's held-out scans under that fold's model.
 
-    Returns (maps, scan ids, channel names, QC table with a ``scan_id`` column).
+    Removal methods and expected gradients score ``settings.scans_per_subject`` scans per subject (0 =
+    all); the voxel methods every held-out scan. The background set (expected gradients and the
+    ``background`` removal operator) is the first ``n_background`` training scans of the fold.
     """
     model, spec, modality, fold = load_model(model_path)
-    test_ids = folds.loc[(folds["fold"] == fold) & (folds["role"] == "test"), "scan_id"].astype(str).tolist()
+    this = folds[folds["fold"] == fold]
+    test_ids = this.loc[this["role"] == "test", "scan_id"].astype(str).tolist()
+    if method in EXTRA_METHODS:
+        test_ids = attributed_scans(test_ids, sheet, settings.scans_per_subject)
+    pre = data.preprocessing(modality, spec.bmode_max, spec.swe_scale)
     items = data.make_items(sheet, test_ids)
-    images = data.stack(data.cached_dataset(items, data.preprocessing(modality, spec.bmode_max, spec.swe_scale)))
-    target = gradcam_layer or GRADCAM_LAYERS[spec.name]
-    maps, channels, qc = attribute(model, images, method, CHANNELS[modality], target, ig_steps, batch_size)
+    dataset = data.cached_dataset(items, data.preprocessing(modality, spec.bmode_max, spec.swe_scale, True))
+    images = data.stack(dataset)
+    layers = np.stack([np.asarray(d["layers"][0]) for d in dataset]).astype(np.int16)
+    background = None
+    if method in EXTRA_METHODS:
+        train_ids = sorted(this.loc[this["role"] == "train", "scan_id"].astype(str))[: settings.n_background]
+        background = data.stack(data.cached_dataset(data.make_items(sheet, train_ids), pre))
+    target = settings.gradcam_layer or GRADCAM_LAYERS[spec.name]
+    values, channels, qc, coalitions = attribute(
+        model, images, layers, method, CHANNELS[modality], settings, background, target
+    )
     scan_ids = [str(it["scan_id"]) for it in items]
     qc.insert(0, "scan_id", [scan_ids[i] for i in qc.pop("index")])
-    return maps, scan_ids, channels, qc
+    kind = "scores" if is_score_method(method) else "maps"
+    return Attribution(kind, values, scan_ids, channels, qc, coalitions)
 
 
-def write_examples(
-    maps: np.ndarray, scan_ids: list[str], channels: tuple[str, ...], sheet: pd.DataFrame, out_dir: str, n: int
-) -> list[str]:
-    """Write the first ``n`` scans' maps as NIfTI (one file per channel) on the grid of their layer map."""
+def write_examples(result: Attribution, sheet: pd.DataFrame, out_dir: str, n: int) -> list[str]:
+    """Write the first ``n`` scans as NIfTI (one file per channel) on the grid of their layer map.
+
+    Voxel maps are written as they are; layer scores are painted into their layer's voxels (0 outside
+    the six layers), so a viewer shows both kinds over the scan the same way.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = sheet.set_index(sheet["scan_id"].astype(str))["layers"]
     written = []
-    for i, sid in enumerate(scan_ids[:n]):
-        _, affine = load_nifti(paths[sid])
-        for c, name in enumerate(channels):
+    for i, sid in enumerate(result.scan_ids[:n]):
+        labels, affine = load_nifti(paths[sid])
+        for c, name in enumerate(result.channels):
+            if result.kind == "scores":
+                lookup = np.concatenate([[0.0], result.values[i, c]])
+                volume = lookup[np.clip(labels.astype(np.int64), 0, len(LABEL_VALUES))]
+            else:
+                volume = result.values[i, c]
             path = out / f"{sid}_{name}.nii.gz"
-            save_nifti(maps[i, c].astype(np.float32), affine, path)
+            save_nifti(np.asarray(volume, dtype=np.float32), affine, path)
             written.append(str(path))
     return written

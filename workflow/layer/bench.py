@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from layer.io import save_arrays
 from layer.names import LAYERS
 
 BENCH_COLUMNS: tuple[str, ...] = ("stage", "measure", "value", "unit", "limit", "ratio", "note")
@@ -249,8 +250,6 @@ def bench_scaling(root: Path, sizes: tuple[int, int]) -> list[Row]:
     Volumes are streamed, so memory should grow only with the tables: the note compares the growth of
     the peak with the growth of the number of scans.
     """
-    from layer.attribution import save_maps
-
     measured: dict[tuple[str, int], tuple[float, float]] = {}
     for n_scans in sizes:
         folder = root / f"n{n_scans}"
@@ -259,7 +258,7 @@ def bench_scaling(root: Path, sizes: tuple[int, int]) -> list[Row]:
         sheet.to_csv(sheet_path, sep="\t", index=False)
         maps = np.random.default_rng(0).standard_normal((len(sheet), 2, 17, 8, 8)).astype(np.float32)
         maps_path = folder / "maps.npz"
-        save_maps(str(maps_path), maps, list(sheet["scan_id"].astype(str)), ("bmode", "swe"))
+        save_arrays(maps_path, maps=maps, scan_ids=np.asarray(sheet["scan_id"].astype(str)), channels=np.asarray(("bmode", "swe")))
         for stage in ("validation", "aggregation", "statistics"):
             measured[(stage, n_scans)] = _run_stage(stage, str(sheet_path), str(maps_path))
     rows = []

@@ -15,16 +15,16 @@
 
 from __future__ import annotations
 
-import copy
 import itertools
 import math
 from collections.abc import Sequence
 
 import numpy as np
-import torch
+import pandas as pd
 from scipy import stats as sps
+from sklearn.metrics import roc_auc_score
 
-from layer.shapley import Player, RemovalSettings, coalition_values
+from layer.names import LAYERS, N_LAYERS
 
 
 def rank_correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -38,37 +38,6 @@ def rank_correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     rb -= rb.mean(axis=-1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         return (ra * rb).sum(axis=-1) / np.sqrt((ra**2).sum(axis=-1) * (rb**2).sum(axis=-1))
-
-
-def model_blocks(model: torch.nn.Module) -> list[tuple[str, torch.nn.Module]]:
-    """Top-level children that hold parameters, in forward (registration) order: the randomisation units.
-
-    For the MONAI ResNet: ``conv1, bn1, layer1 .. layer4, fc``; for DenseNet121: ``features, class_layers``
-    (coarse; pass a finer list to :func:`randomise_cascade` if needed).
-    """
-    return [(name, child) for name, child in model.named_children() if any(True for _ in child.parameters())]
-
-
-def randomise_cascade(model: torch.nn.Module, n_blocks: int, seed: int = 0) -> torch.nn.Module:
-    """A copy of ``model`` with its top ``n_blocks`` parameter blocks re-initialised (output side first).
-
-    Re-initialisation uses each submodule's own ``reset_parameters`` (PyTorch's default init; batch norm
-    back to weight 1, bias 0 and fresh running statistics), under a fixed seed, without touching the
-    caller's global RNG. The original model is not modified.
-    """
-    out = copy.deepcopy(model)
-    blocks = model_blocks(out)
-    if not 0 <= n_blocks <= len(blocks):
-        raise ValueError(f"n_blocks must lie in 0..{len(blocks)}")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        for _, block in reversed(blocks[len(blocks) - n_blocks :]):
-            for module in block.modules():
-                if hasattr(module, "reset_running_stats"):
-                    module.reset_running_stats()
-                if hasattr(module, "reset_parameters"):
-                    module.reset_parameters()
-    return out.eval()
 
 
 def deletion_curve(values: np.ndarray, order: Sequence[int], n_players: int) -> np.ndarray:
@@ -118,37 +87,172 @@ def order_percentile(values: np.ndarray, order: Sequence[int], n_players: int) -
     return float(np.mean(all_aopc <= mine + 1e-12))
 
 
-def deletion_curve_model(
-    model: torch.nn.Module,
-    image: torch.Tensor,
-    layers: torch.Tensor | np.ndarray,
-    players: Sequence[Player],
-    order: Sequence[int],
-    operator: str,
-    batch_size: int,
-    seed: int = 0,
-    background: torch.Tensor | None = None,
-    settings: RemovalSettings = RemovalSettings(),
-) -> np.ndarray:
-    """Deletion curve of one scan evaluated directly (n + 1 forwards), for when the 2^n values are not at hand."""
-    n = len(players)
-    masks = [2**n - 1]
-    for p in order:
-        masks.append(masks[-1] & ~(1 << int(p)))
-    return coalition_values(
-        model, image, layers, players, operator, batch_size, seed=seed, background=background, settings=settings,
-        coalitions=np.asarray(masks, dtype=np.int64),
+# --------------------------------------------------------------------------------------------------
+# Tables of the checks rule (no torch: inputs are aggregated tables and saved coalition values)
+# --------------------------------------------------------------------------------------------------
+
+#: Label-free share used for layer profiles (sanity, robustness): the paper's kind of number.
+PROFILE_MEASURE = "mass_share_abs"
+
+
+def scan_contributions(table: pd.DataFrame) -> pd.DataFrame:
+    """Signed contribution ``2 * mass_pos - mass_abs`` per scan and layer, summed over channels
+    (wide: index ``scan_id``, columns ``LAYERS``)."""
+    wide = table[table["measure"].isin(["mass_abs", "mass_pos"])].pivot_table(
+        index=["scan_id", "layer"], columns="measure", values="value", aggfunc="sum"
     )
+    signed = (2.0 * wide["mass_pos"] - wide["mass_abs"]).unstack("layer")
+    return signed.reindex(columns=list(LAYERS))
+
+
+def _all_orders(n: int) -> np.ndarray:
+    return np.array(list(itertools.permutations(range(n))), dtype=np.int64)
+
+
+def _order_masks(orders: np.ndarray, n: int) -> np.ndarray:
+    """``[n_orders, n + 1]`` coalition bitmasks after deleting 0..n players in each order."""
+    masks = np.empty((orders.shape[0], n + 1), dtype=np.int64)
+    masks[:, 0] = 2**n - 1
+    for k in range(n):
+        masks[:, k + 1] = masks[:, k] & ~(np.int64(1) << orders[:, k])
+    return masks
+
+
+def faithfulness_tables(
+    coalitions: np.ndarray, scan_ids: list[str], labels: np.ndarray, contributions: dict[str, pd.DataFrame]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Deletion curves of every method's layer order, read from the exact coalition values of one model
+    set (``[n_scans, 64]``, six layers removed with the checks' removal operator).
+
+    Per scan the target is the predicted class (sign of the unchanged logit ``t``); layers are deleted
+    most-relevant-first by ``t * contribution``, and the curve is ``t * logit``. Returns (curves, summary):
+    curves ``method, step, mean_drop, auc`` for each method plus ``random`` (exact mean over all 720
+    orders) and ``shapley_exact`` (the order of the exact Shapley values of the same game); summary
+    ``method, n_scans, aopc, aopc_random, aopc_shapley, order_percentile, auc_full, auc_after_1,
+    auc_after_2``. ``order_percentile``: mean share of the 720 orders a method's order beats or ties.
+    """
+    v = np.asarray(coalitions, dtype=np.float64)
+    n = N_LAYERS
+    y = np.asarray(labels, dtype=int)
+    target = np.where(v[:, -1] >= 0, 1.0, -1.0)
+    orders = _all_orders(n)
+    masks = _order_masks(orders, n)
+    curves_all = v[:, masks] * target[:, None, None]  # [S, 720, 7]
+    aopc_all = (curves_all[:, :, :1] - curves_all).mean(axis=2)  # [S, 720]
+    size = np.array([bin(m).count("1") for m in range(2**n)])
+    expected = np.stack([v[:, size == n - k].mean(axis=1) for k in range(n + 1)], axis=1)  # [S, 7] raw logits
+    both_classes = 0 < y.sum() < len(y)
+
+    def auc(x: np.ndarray) -> float:
+        return float(roc_auc_score(y, x)) if both_classes else float("nan")
+
+    phi = _shapley(v, n)
+    methods = dict(contributions)
+    methods["shapley_exact"] = pd.DataFrame(phi, index=scan_ids, columns=list(LAYERS))
+    curve_rows, summary_rows = [], []
+    random_drop = ((expected[:, :1] - expected) * target[:, None]).mean(axis=0)
+    for k in range(n + 1):
+        curve_rows.append(("random", k, random_drop[k], auc(expected[:, k])))
+    index_of = {tuple(o): i for i, o in enumerate(orders)}
+    per_method_aopc: dict[str, np.ndarray] = {}
+    for method, table in methods.items():
+        c = table.reindex(index=scan_ids, columns=list(LAYERS)).to_numpy(dtype=np.float64)
+        if np.isnan(c).any():
+            raise ValueError(f"method {method} did not score every scan of the Shapley run")
+        order = np.argsort(-(c * target[:, None]), axis=1, kind="stable")
+        which = np.array([index_of[tuple(o)] for o in order])
+        curve = curves_all[np.arange(len(v)), which]  # [S, 7], target-signed
+        raw = v[np.arange(len(v))[:, None], masks[which]]
+        per_method_aopc[method] = aopc_all[np.arange(len(v)), which]
+        drops = (curve[:, :1] - curve).mean(axis=0)
+        for k in range(n + 1):
+            curve_rows.append((method, k, drops[k], auc(raw[:, k])))
+        beaten = (aopc_all <= per_method_aopc[method][:, None] + 1e-12).mean(axis=1)
+        summary_rows.append([method, len(v), per_method_aopc[method].mean(), float(beaten.mean()),
+                             auc(raw[:, 0]), auc(raw[:, 1]), auc(raw[:, 2])])
+    aopc_random = float(((expected[:, :1] - expected) * target[:, None]).mean())
+    aopc_shapley = float(per_method_aopc["shapley_exact"].mean())
+    summary = pd.DataFrame(
+        [[m, k, a, aopc_random, aopc_shapley, pct, a0, a1, a2] for m, k, a, pct, a0, a1, a2 in summary_rows],
+        columns=["method", "n_scans", "aopc", "aopc_random", "aopc_shapley", "order_percentile", "auc_full",
+                 "auc_after_1", "auc_after_2"],
+    )
+    curves = pd.DataFrame(curve_rows, columns=["method", "step", "mean_drop", "auc"])
+    return curves, summary
+
+
+def _shapley(values: np.ndarray, n: int) -> np.ndarray:
+    """Exact Shapley values from all coalition values (the formula of ``layer.shapley``, torch-free)."""
+    masks = np.arange(2**n, dtype=np.int64)
+    size = np.array([bin(m).count("1") for m in masks])
+    w = np.array([math.factorial(s) * math.factorial(n - s - 1) / math.factorial(n) for s in range(n)])
+    phi = np.empty(values.shape[:-1] + (n,))
+    for i in range(n):
+        without = masks[((masks >> i) & 1) == 0]
+        phi[..., i] = (values[..., without | (1 << i)] - values[..., without]) @ w[size[without]]
+    return phi
+
+
+def layer_profile(table: pd.DataFrame, measure: str = PROFILE_MEASURE) -> pd.Series:
+    """Mean over scans of ``measure`` per layer, on the channel that stands for the whole model (``all``
+    if there are several channels: the measure of the channel-summed attribution is not stored, so the
+    mean over channels is used)."""
+    rows = table[table["measure"] == measure]
+    return rows.groupby("layer")["value"].mean().reindex(list(LAYERS))
+
+
+def sanity_table(profiles: pd.DataFrame, threshold: float) -> pd.DataFrame:
+    """Spearman correlation of each cascade level's layer profile with the trained model's, per
+    modality x method; ``flagged`` = the fully randomised model's profile still correlates >= threshold
+    (the profile reflects the input or the layer masks, not what the model learned)."""
+    rows = []
+    for (modality, method), group in profiles.groupby(["modality", "method"], sort=False):
+        trained = layer_profile(group[group["blocks_randomised"] == 0]).to_numpy()
+        levels = sorted(group["blocks_randomised"].unique())
+        for level in levels:
+            part = group[group["blocks_randomised"] == level]
+            rho = float(rank_correlation(trained, layer_profile(part).to_numpy()))
+            rows.append([modality, method, int(level), str(part["block"].iloc[0]), rho])
+    table = pd.DataFrame(rows, columns=["modality", "method", "blocks_randomised", "block", "spearman"])
+    full = table.groupby(["modality", "method"])["blocks_randomised"].transform("max") == table["blocks_randomised"]
+    flagged = table[full].set_index(["modality", "method"])["spearman"] >= threshold
+    table["flagged"] = [bool(flagged.get((m, k), False)) for m, k in zip(table["modality"], table["method"])]
+    return table
+
+
+def robustness_table(profiles: pd.DataFrame) -> pd.DataFrame:
+    """Per modality x method x perturbation x layer: the layer's share (``mass_share_abs``) and mean signed
+    contribution under perturbed masks, their change from the unperturbed masks, and the masks' mean
+    Dice. ``spread`` (per modality x method x layer x measure) = largest |change| over perturbations."""
+    rows = []
+    for (modality, method, perturbation), group in profiles.groupby(
+        ["modality", "method", "perturbation"], sort=False
+    ):
+        share = layer_profile(group)
+        contribution = scan_contributions(group).mean(axis=0)
+        for layer in LAYERS:
+            rows.append([modality, method, perturbation, layer, PROFILE_MEASURE, share[layer],
+                         float(group["mean_dice"].iloc[0])])
+            rows.append([modality, method, perturbation, layer, "contribution", contribution[layer],
+                         float(group["mean_dice"].iloc[0])])
+    table = pd.DataFrame(rows, columns=["modality", "method", "perturbation", "layer", "measure", "value", "mean_dice"])
+    keys = ["modality", "method", "layer", "measure"]
+    base = table[table["perturbation"] == "none"].set_index(keys)["value"]
+    table["change"] = table["value"].to_numpy() - base.reindex(pd.MultiIndex.from_frame(table[keys])).to_numpy()
+    table["spread"] = table.groupby(keys)["change"].transform(lambda x: float(np.abs(x).max()))
+    return table
 
 
 __all__ = [
+    "faithfulness_tables",
+    "layer_profile",
+    "robustness_table",
+    "sanity_table",
+    "scan_contributions",
     "area_over_curve",
     "attributed_order",
     "deletion_curve",
-    "deletion_curve_model",
-    "model_blocks",
     "order_percentile",
-    "randomise_cascade",
     "random_order_baseline",
     "rank_correlation",
 ]

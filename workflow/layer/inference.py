@@ -25,9 +25,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from layer.aggregate import VOXEL_QUANTITIES
-from layer.names import LAYERS
-from layer.stats import _draw_counts, _subject_codes, cluster_bootstrap_mean
+from layer.names import LAYERS, MODALITIES
+from layer.stats import ScanCube, _draw_counts, _subject_codes, cluster_bootstrap_mean, scan_cube
 
 CALLS_COLUMNS: tuple[str, ...] = (
     "modality", "method", "channel", "layer", "measure", "trained", "null_mean", "excess", "ci_low", "ci_high",
@@ -230,28 +229,8 @@ def top1_frequency(
 
 
 # --------------------------------------------------------------------------------------------------
-# Null models
+# Null calibration
 # --------------------------------------------------------------------------------------------------
-
-
-def permute_subject_labels(sheet: pd.DataFrame, seed: int) -> pd.DataFrame:
-    """The cohort sheet with labels permuted across subjects, for training one null model.
-
-    Every scan of a subject keeps the subject's (new) label, so the null model cannot learn subject
-    identity as a shortcut, and the number of subjects per class is unchanged (a permutation of the
-    subject labels). The scan-level class balance changes only where subjects have different numbers of
-    scans. Raises if a subject has scans with different labels (then no subject label exists to permute).
-    """
-    table = sheet.copy()
-    subjects = table["subject_id"].astype(str)
-    per_subject = table.groupby(subjects)["label"].nunique()
-    mixed = per_subject.index[per_subject > 1].tolist()
-    if mixed:
-        raise ValueError(f"subjects {mixed[:5]} have scans with different labels; cannot permute by subject")
-    label_of = table.groupby(subjects)["label"].first().sort_index()
-    shuffled = pd.Series(np.random.default_rng(seed).permutation(label_of.to_numpy()), index=label_of.index)
-    table["label"] = subjects.map(shuffled).to_numpy().astype(sheet["label"].dtype)
-    return table
 
 
 def null_calibration(
@@ -339,90 +318,265 @@ def _null_model_p(trained: np.ndarray, null: np.ndarray, both: np.ndarray) -> np
 # --------------------------------------------------------------------------------------------------
 
 
-def _cube(table: pd.DataFrame, keys: list[np.ndarray]) -> np.ndarray:
-    """Mean ``value`` per (scan_id, layer) or (null_model, scan_id, layer), the levels given by ``keys``,
-    as a dense array with NaN where a combination has no row: one groupby, no loop over models."""
-    names = ["null_model", "scan_id", "layer"][-len(keys) :]
-    means = table.groupby(names, sort=False)["value"].mean()
-    index = pd.MultiIndex.from_product(keys, names=names) if len(keys) > 1 else pd.Index(keys[0], name=names[0])
-    return means.reindex(index).to_numpy(dtype=np.float64).reshape([len(k) for k in keys])
+#: Label-aligned measure: how much more a layer adds to the logit in patients than in controls.
+LABEL_GAP = "label_gap"
 
 
-def layer_calls_table(
+def signed_mass(cube: np.ndarray, measures: Sequence[str]) -> np.ndarray:
+    """Signed layer contribution ``sum(a) = 2 * mass_pos - mass_abs`` from the two stored parts.
+
+    For Integrated Gradients and layer Shapley this is the layer's share of the logit (completeness /
+    efficiency), in logit units.
+    """
+    m = list(measures)
+    return 2.0 * cube[..., m.index("mass_pos")] - cube[..., m.index("mass_abs")]
+
+
+def label_gap(contribution: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per-scan values whose mean is mean(contribution | pain) - mean(contribution | control).
+
+    ``(c - mean c) * (y - mean y) / (mean y * (1 - mean y))``, per column of ``contribution [n_scans, L]``:
+    the regression slope of a layer's contribution on the label, written per scan so that subject
+    bootstraps and top-1 frequencies apply. It is 0 in expectation for every model whose held-out
+    contributions do not depend on the held-out labels (a null model, or any model of a null cohort),
+    whatever the layer's volume or brightness: that is why it is the calibrated measure.
+    """
+    c = np.asarray(contribution, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.float64)
+    prevalence = y.mean()
+    if not 0.0 < prevalence < 1.0:
+        raise ValueError("label_gap needs scans of both classes")
+    return (c - c.mean(axis=0)) * ((y - prevalence) / (prevalence * (1.0 - prevalence)))[:, None]
+
+
+def label_permutation_test(
+    contribution: np.ndarray,
+    labels: np.ndarray,
+    subjects: Sequence[object] | np.ndarray,
+    n_permutations: int,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One-sided test that a layer's contribution is higher in patients: (observed gap, p) per column.
+
+    Labels are permuted across subjects (a subject's scans keep one label), which is exact under the
+    null hypothesis that the held-out contributions do not depend on the held-out labels: the test
+    conditions on the trained models, so model-to-model variation (which a comparison with a few null
+    models cannot estimate) does not enter. p = (1 + #{gap_perm >= gap}) / (1 + n_permutations).
+    """
+    c = np.asarray(contribution, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.float64)
+    codes, n_subjects = _subject_codes(subjects)
+    if c.ndim != 2 or c.shape[0] != codes.size or y.shape != (codes.size,):
+        raise ValueError("contribution must be [n_scans, L] with one label and one subject per scan")
+    if not np.isfinite(c).all():
+        raise ValueError("contributions must be finite")
+    subject_label = np.zeros(n_subjects)
+    subject_label[codes] = y
+    if not np.array_equal(subject_label[codes], y):
+        raise ValueError("a subject has scans with different labels")
+    sums = np.zeros((n_subjects, c.shape[1]))
+    np.add.at(sums, codes, c)
+    counts = np.bincount(codes, minlength=n_subjects).astype(np.float64)
+    total, n = sums.sum(axis=0), counts.sum()
+
+    def gap(y_subjects: np.ndarray) -> np.ndarray:  # [B, n_subjects] -> [B, L]
+        n1 = (y_subjects @ counts)[:, None]
+        s1 = y_subjects @ sums
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return s1 / n1 - (total - s1) / (n - n1)
+
+    observed = gap(subject_label[None])[0]
+    rng = np.random.default_rng(seed)
+    hits = np.zeros(c.shape[1])
+    batch = max(1, _BATCH_FLOATS // max(1, n_subjects + c.shape[1]))
+    for b0 in range(0, n_permutations, batch):
+        k = min(batch, n_permutations - b0)
+        permuted = rng.permuted(np.broadcast_to(subject_label, (k, n_subjects)), axis=1)
+        hits += (gap(permuted) >= observed - 1e-12 * np.maximum(np.abs(observed), 1e-300)).sum(axis=0)
+    return observed, (1.0 + hits) / (1.0 + n_permutations)
+
+
+def _aligned(cube: ScanCube, scans: list[str], name: str) -> np.ndarray:
+    """``cube.values`` reordered to ``scans``; raises if a scan is missing (null models score the same scans)."""
+    position = {sid: i for i, sid in enumerate(cube.scans)}
+    missing = [sid for sid in scans if sid not in position]
+    if missing:
+        raise ValueError(f"{name} did not score scans {missing[:5]} that the trained models scored")
+    return cube.values[[position[sid] for sid in scans]]
+
+
+def _families(
     trained: pd.DataFrame,
     null: pd.DataFrame,
+    labels: pd.Series | dict[str, int],
+    measures: Sequence[str],
     n_resamples: int,
     confidence_level: float,
     seed: int,
-    alpha: float = 0.05,
-    measures: Sequence[str] | None = None,
-    test: str = "null_models",
-    n_permutations: int = 9999,
-) -> pd.DataFrame:
-    """Per layer: trained, null mean, excess with subject-level CI, p-value, Holm, driving call, top-1 share.
-
-    Args:
-        trained: long per-scan scores with columns ``scan_id, subject_id, modality, method, channel,
-            layer, measure, value`` (other columns such as ``fold`` or ``seed`` are ignored; a scan scored
-            by several trained models gets their mean).
-        null: the same columns plus ``null_model`` (one id per null replicate, i.e. one full set of
-            models trained on one permutation of the labels; all its folds share the id).
-        measures: default every measure present except the label-map-only ``volume_share`` and
-            ``n_voxels`` (identical in trained and null models).
-        test: see :func:`null_calibration`.
-
-    One family per modality x method x channel x measure: Holm over its layers; ``driving`` = excess > 0
-    and ``p_holm <= alpha``; ``top1_frequency`` = share of subject bootstrap resamples in which the layer
-    has the largest pooled per-scan excess. Columns exactly ``CALLS_COLUMNS``.
-    """
+    alpha: float,
+    n_permutations: int,
+    test: str,
+):
+    """Yield (calls of one family, its per-scan excess ``[n_scans, 6]``, subjects); see :func:`layer_calls_table`."""
     need = {"scan_id", "subject_id", "layer", "measure", "value", *FAMILY_KEYS}
     for name, table, required in (("trained", trained, need), ("null", null, need | {"null_model"})):
         missing = required - set(table.columns)
         if missing:
             raise ValueError(f"{name} table lacks columns {sorted(missing)}")
-    keep = set(measures) if measures is not None else set(trained["measure"]) - set(VOXEL_QUANTITIES)
-    trained = trained[trained["measure"].isin(keep)]
-    null = null[null["measure"].isin(keep)]
-    rows = []
-    null_groups = dict(iter(null.groupby(list(FAMILY_KEYS), sort=False)))
-    for key, group in trained.groupby(list(FAMILY_KEYS), sort=True):
-        null_group = null_groups.get(key)
-        if null_group is None:
-            raise ValueError(f"no null-model scores for {dict(zip(FAMILY_KEYS, key))}")
-        present = set(group["layer"])
-        layers = [x for x in LAYERS if x in present] + sorted(present - set(LAYERS))
-        pairs = group[["scan_id", "subject_id"]].astype(str).drop_duplicates()
-        if pairs["scan_id"].duplicated().any():
-            raise ValueError("a scan belongs to more than one subject")
-        scans = pairs["scan_id"].to_numpy()
-        subjects = pairs["subject_id"].to_numpy()
-        # A scan scored by several models (seeds, repeated folds) gets their mean.
-        t = _cube(group.assign(scan_id=group["scan_id"].astype(str)), [scans, np.asarray(layers)])
-        null_models = np.asarray(sorted(null_group["null_model"].unique()))
-        null_scans = null_group.assign(scan_id=null_group["scan_id"].astype(str))
-        z = _cube(null_scans, [null_models, scans, np.asarray(layers)])
-        calib = null_calibration(t, z, subjects, n_resamples, confidence_level, seed, test, n_permutations)
-        excess_scan = t - _nanmean0(z)
-        calib["p_holm"] = holm(calib["p_value"].to_numpy())
-        calib["driving"] = (calib["excess"] > 0) & (calib["p_holm"] <= alpha)
-        calib["top1_frequency"] = top1_frequency(excess_scan, subjects, n_resamples, seed)
-        calib.insert(0, "layer", layers)
-        for name, value in reversed(list(zip(FAMILY_KEYS, key))):
-            calib.insert(0, name, value)
-        rows.append(calib)
-    if not rows:
+    label_of = pd.Series(labels)
+    label_of.index = label_of.index.astype(str)
+    n_layers = len(LAYERS)
+    for (modality, method), group in trained.groupby(["modality", "method"], sort=True):
+        cube = scan_cube(group, modality)
+        of_null = null[(null["modality"] == modality) & (null["method"] == method)]
+        if of_null.empty:
+            raise ValueError(f"no null-model scores for {modality} / {method}")
+        null_values = np.stack(
+            [_aligned(scan_cube(g, modality), cube.scans, f"null model {r}")
+             for r, g in of_null.groupby("null_model", sort=True)]
+        )
+        y = label_of.reindex(cube.scans).to_numpy(dtype=np.float64)
+        if np.isnan(y).any():
+            raise ValueError(f"no label for scans {[s for s, v in zip(cube.scans, y) if np.isnan(v)][:5]}")
+        for c, channel in enumerate(cube.channels):
+            for measure in measures:
+                if measure == LABEL_GAP:
+                    t_c = signed_mass(cube.values[:, c, :n_layers], cube.measures)
+                    z_c = signed_mass(null_values[:, :, c, :n_layers], cube.measures)
+                    t = label_gap(t_c, y)
+                    z = np.stack([label_gap(zr, y) for zr in z_c])
+                    excess_scan = t - z.mean(axis=0)
+                    ci = cluster_bootstrap_mean(excess_scan, cube.subjects, n_resamples, confidence_level, seed)
+                    _, p = label_permutation_test(t_c - z_c.mean(axis=0), y, cube.subjects, n_permutations, seed)
+                    calib = pd.DataFrame({
+                        "trained": t.mean(axis=0), "null_mean": z.mean(axis=(0, 1)),
+                        "excess": excess_scan.mean(axis=0), "ci_low": ci.ci_low, "ci_high": ci.ci_high,
+                        "p_value": p,
+                    })
+                else:
+                    if measure not in cube.measures:
+                        raise ValueError(f"measure {measure!r} is not in the aggregated table of {method}")
+                    m = cube.measures.index(measure)
+                    t, z = cube.values[:, c, :n_layers, m], null_values[:, :, c, :n_layers, m]
+                    calib = null_calibration(
+                        t, z, cube.subjects, n_resamples, confidence_level, seed, test, n_permutations
+                    )
+                    excess_scan = t - _nanmean0(z)
+                calib["p_holm"] = holm(calib["p_value"].to_numpy())
+                calib["driving"] = (calib["excess"] > 0) & (calib["p_holm"] <= alpha)
+                calib["top1_frequency"] = top1_frequency(excess_scan, cube.subjects, n_resamples, seed)
+                calib.insert(0, "measure", measure)
+                calib.insert(0, "layer", list(LAYERS))
+                calib.insert(0, "channel", channel)
+                calib.insert(0, "method", method)
+                calib.insert(0, "modality", modality)
+                yield calib, excess_scan, cube.subjects
+
+
+
+
+def layer_calls_table(
+    trained: pd.DataFrame,
+    null: pd.DataFrame,
+    labels: pd.Series | dict[str, int],
+    measures: Sequence[str],
+    n_resamples: int,
+    confidence_level: float,
+    seed: int,
+    alpha: float = 0.05,
+    n_permutations: int = 9999,
+    test: str = "null_models",
+) -> pd.DataFrame:
+    """Per layer: trained, null mean, excess with subject-level CI, p-value, Holm, driving call, top-1 share.
+
+    Args:
+        trained: long per-scan scores (``layer.aggregate`` layout) with columns ``scan_id, subject_id,
+            modality, method, channel, layer, measure, value``; one trained model per scan.
+        null: the same plus ``null_model`` (one id per null replicate: one full set of fold models trained
+            on one subject-level permutation of the labels), scoring the same scans.
+        labels: true label per scan id.
+        measures: measures to call: :data:`LABEL_GAP` and/or stored measures (e.g. ``mass_share_abs``).
+        test: p-value of a stored (label-free) measure: ``null_models`` (rank of the trained score among
+            the R null models' scores, p >= 1 / (R + 1)) or ``sign_flip`` (subject-level sign flip of
+            the per-scan excess; treats the null mean as known). :data:`LABEL_GAP` always uses
+            :func:`label_permutation_test` on the per-scan excess contribution.
+
+    One family per modality x method x channel x measure (channels include ``all`` for a multi-channel
+    modality): Holm over its six layers; ``driving`` = excess > 0 and ``p_holm <= alpha``;
+    ``top1_frequency`` = share of subject bootstrap resamples in which the layer has the largest pooled
+    per-scan excess. Columns exactly ``CALLS_COLUMNS``.
+    """
+    return _calls_frame([calib for calib, _, _ in _families(
+        trained, null, labels, measures, n_resamples, confidence_level, seed, alpha, n_permutations, test
+    )])
+
+
+def _calls_frame(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    if not parts:
         return pd.DataFrame(columns=list(CALLS_COLUMNS))
-    return pd.concat(rows, ignore_index=True)[list(CALLS_COLUMNS)]
+    table = pd.concat(parts, ignore_index=True)
+    rank = {m: i for i, m in enumerate(MODALITIES)}
+    table["_rank"] = table["modality"].map(rank)
+    table = table.sort_values(["_rank", "method"], kind="stable")
+    return table[list(CALLS_COLUMNS)].reset_index(drop=True)
+
+
+CONTRAST_COLUMNS: tuple[str, ...] = (
+    "modality", "method", "channel", "measure", "contrast", "estimate", "p_value", "p_holm", "exact",
+)
+
+
+def calls_and_contrasts(
+    trained: pd.DataFrame,
+    null: pd.DataFrame,
+    labels: pd.Series | dict[str, int],
+    measures: Sequence[str],
+    n_resamples: int,
+    confidence_level: float,
+    seed: int,
+    alpha: float = 0.05,
+    n_permutations: int = 9999,
+    test: str = "null_models",
+    contrast_method: str = "",
+    contrast_measure: str = LABEL_GAP,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`layer_calls_table` and, for ``contrast_method`` x ``contrast_measure``, within-subject
+    contrasts of the per-scan excess: ``dfm_minus_muscle``, ``non_muscle_minus_muscle`` (the five upper
+    layers together against the muscle, the paper's fused comparison) and each layer against the mean of
+    the other five, with two-sided subject-level sign-flip p-values, Holm-corrected per family."""
+    parts, rows = [], []
+    names, weights = contrast_weights(LAYERS, pairs=(("dfm", "muscle"),), one_vs_rest=True)
+    non_muscle = np.where(np.asarray(LAYERS) == "muscle", -1.0, 1.0)
+    names = names[:1] + ["non_muscle_minus_muscle"] + names[1:]
+    weights = np.vstack([weights[:1], non_muscle, weights[1:]])
+    for calib, excess_scan, subjects in _families(
+        trained, null, labels, measures, n_resamples, confidence_level, seed, alpha, n_permutations, test
+    ):
+        parts.append(calib)
+        first = calib.iloc[0]
+        if first["method"] != contrast_method or first["measure"] != contrast_measure:
+            continue
+        estimate, p, exact = sign_flip_test(excess_scan @ weights.T, subjects, n_permutations, seed)
+        rows.append(pd.DataFrame({
+            "modality": first["modality"], "method": first["method"], "channel": first["channel"],
+            "measure": first["measure"], "contrast": names, "estimate": estimate, "p_value": p,
+            "p_holm": holm(p), "exact": exact,
+        }))
+    contrasts = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=list(CONTRAST_COLUMNS))
+    return _calls_frame(parts), contrasts[list(CONTRAST_COLUMNS)]
 
 
 __all__ = [
     "CALLS_COLUMNS",
     "contrast_weights",
+    "LABEL_GAP",
     "holm",
+    "label_gap",
+    "label_permutation_test",
+    "calls_and_contrasts",
     "layer_calls_table",
     "null_calibration",
     "paired_contrasts",
-    "permute_subject_labels",
     "sign_flip_test",
     "subject_means",
     "top1_frequency",

@@ -98,3 +98,16 @@ def write_json(obj: Any, path: str | os.PathLike[str]) -> None:
     """Write JSON atomically with sorted keys and a trailing newline (stable bytes)."""
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def save_arrays(path: str | os.PathLike[str], **arrays: np.ndarray) -> None:
+    """Write named arrays as one compressed ``.npz`` atomically (strings as unicode arrays, no pickle)."""
+    with atomic_path(path, suffix=".npz") as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **{k: np.asarray(v) for k, v in arrays.items()})
+
+
+def load_arrays(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """Read every array of an ``.npz`` written by :func:`save_arrays` (``allow_pickle=False``)."""
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}

@@ -460,6 +460,7 @@ class ShapleyResult:
     efficiency_error: np.ndarray
     standard_error: np.ndarray
     n_evaluations: np.ndarray
+    coalitions: np.ndarray | None = None  # [N, 2^n] all coalition values (exact enumeration only)
 
 
 def shapley_scans(
@@ -487,7 +488,7 @@ def shapley_scans(
     n = len(players)
     if estimator == "exact" and n > MAX_EXACT_PLAYERS:
         raise ValueError(f"{n} players are too many for exact enumeration; use estimator='permutation'")
-    rows, full, empty, se, n_eval = [], [], [], [], []
+    rows, full, empty, se, n_eval, all_values = [], [], [], [], [], []
     for i in range(len(images)):
         scan_seed = int(np.random.SeedSequence([seed, i]).generate_state(1)[0])
 
@@ -500,6 +501,7 @@ def shapley_scans(
         if estimator == "exact":
             v = value_fn(np.arange(2**n, dtype=np.int64))
             phi, ends, scan_se, evaluations = shapley_from_values(v, n), (v[-1], v[0]), np.zeros(n), 2**n
+            all_values.append(v)
         elif estimator == "permutation":
             est = permutation_shapley(value_fn, n, tol, max_permutations, scan_seed)
             ends = tuple(value_fn(np.array([2**n - 1, 0], dtype=np.int64)))
@@ -514,8 +516,10 @@ def shapley_scans(
     values = np.asarray(rows).reshape(len(images), n)
     full_a, empty_a = np.asarray(full, dtype=np.float64), np.asarray(empty, dtype=np.float64)
     error = np.abs(values.sum(axis=1) - (full_a - empty_a))
+    coalitions = np.asarray(all_values).reshape(len(images), 2**n) if estimator == "exact" else None
     return ShapleyResult(
-        values, players, full_a, empty_a, error, np.asarray(se).reshape(len(images), n), np.asarray(n_eval)
+        values, players, full_a, empty_a, error, np.asarray(se).reshape(len(images), n), np.asarray(n_eval),
+        coalitions,
     )
 
 
@@ -678,8 +682,9 @@ def attribute_extra(
     method: str,
     channels: tuple[str, ...],
     settings: Mapping[str, Any],
-) -> tuple[np.ndarray, tuple[str, ...], pd.DataFrame]:
-    """Output of one extra method for a stack of scans: (maps or scores, channel names, QC table).
+) -> tuple[np.ndarray, tuple[str, ...], pd.DataFrame, np.ndarray | None]:
+    """Output of one extra method for a stack of scans: (maps or scores, channel names, QC table,
+    coalition values ``[N, 2^n]`` of an exact Shapley run or None).
 
     * ``expected_gradients``: voxel maps ``[N, C, D, H, W]`` (aggregate them like IG), one per input
       channel; QC ``eg_completeness_error`` and ``eg_max_standard_error``. Needs ``settings["background"]``.
@@ -711,7 +716,7 @@ def attribute_extra(
         errors = expected_gradients_qc(model, images, background, maps)
         return maps, tuple(channels), qc(
             {"eg_completeness_error": errors, "eg_max_standard_error": se.reshape(len(images), -1).max(axis=1)}
-        )
+        ), None
     if kind == "ablation":
         scores = layer_ablation(
             model, images, layers, op, channels=channels, per_channel=False, batch_size=cfg.batch_size,
@@ -721,7 +726,7 @@ def attribute_extra(
         with torch.no_grad():
             x = _as_tensor(images).to(device=device, dtype=_model_dtype(model, torch.float32))
             f_full = model.eval()(x)[:, 0].double().cpu().numpy()
-        return scores, (ALL_CHANNELS,), qc({"f_full": f_full})
+        return scores, (ALL_CHANNELS,), qc({"f_full": f_full}), None
     result = shapley_scans(
         model, images, layers, channels, op, cfg.batch_size, cfg.seed, per_channel=per_channel,
         background=background, settings=cfg.removal, estimator=cfg.estimator, tol=cfg.tol,
@@ -737,7 +742,7 @@ def attribute_extra(
             "max_standard_error": result.standard_error.max(axis=1),
             "n_evaluations": result.n_evaluations,
         }
-    )
+    ), result.coalitions
 
 
 def scores_table(scores: np.ndarray, scan_ids: Sequence[str], channels: Sequence[str], measure: str) -> pd.DataFrame:

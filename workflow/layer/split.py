@@ -58,3 +58,23 @@ def check_folds(folds: pd.DataFrame) -> None:
     tested = folds[folds["role"] == "test"].groupby("subject_id")["fold"].nunique()
     if (tested != 1).any():
         raise AssertionError(f"subject {tested.index[tested != 1][0]} is not tested in exactly one fold")
+
+
+def permute_subject_labels(sheet: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """The cohort sheet with labels permuted across subjects, for training one null model.
+
+    Every scan of a subject keeps the subject's (new) label, so the null model cannot learn subject
+    identity as a shortcut, and the number of subjects per class is unchanged (a permutation of the
+    subject labels). The scan-level class balance changes only where subjects have different numbers of
+    scans. Raises if a subject has scans with different labels (then no subject label exists to permute).
+    """
+    table = sheet.copy()
+    subjects = table["subject_id"].astype(str)
+    per_subject = table.groupby(subjects)["label"].nunique()
+    mixed = per_subject.index[per_subject > 1].tolist()
+    if mixed:
+        raise ValueError(f"subjects {mixed[:5]} have scans with different labels; cannot permute by subject")
+    label_of = table.groupby(subjects)["label"].first().sort_index()
+    shuffled = pd.Series(np.random.default_rng(seed).permutation(label_of.to_numpy()), index=label_of.index)
+    table["label"] = subjects.map(shuffled).to_numpy().astype(sheet["label"].dtype)
+    return table

@@ -449,18 +449,39 @@ def layer_saliency_table(agg: pd.DataFrame, n_resamples: int, confidence_level: 
     return pd.concat(parts, ignore_index=True)
 
 
-def _saliency_rows(
-    group: pd.DataFrame, modality: str, method: str, n_resamples: int, confidence_level: float, seed: int
-) -> pd.DataFrame:
+@dataclass(frozen=True)
+class ScanCube:
+    """Per-scan scores of one modality x method with composites: ``values [scan, channel, layer, measure]``
+    (layers = ``LAYERS`` + ``non_muscle``; channels include ``all`` for a multi-channel modality)."""
+
+    values: np.ndarray
+    scans: list[str]
+    subjects: np.ndarray
+    channels: list[str]
+    layers: list[str]
+    measures: list[str]
+
+
+def scan_cube(group: pd.DataFrame, modality: str) -> ScanCube:
+    """The :class:`ScanCube` of one modality x method from its long aggregated rows."""
     channels = _ordered(group["channel"].astype(str).unique(), CHANNELS.get(modality, ()))
     if len(channels) > 1 and ALL_CHANNELS in channels:
         raise ValueError(f"channel name {ALL_CHANNELS!r} is reserved for the pooled channel")
     measures = _ordered(group["measure"].unique(), measure_names())
-    cube, _, subjects = _scan_cube(group, channels, measures)
+    cube, scans, subjects = _scan_cube(group, channels, measures)
     full, channels = _with_composites(cube, channels, measures)
-    layers = list(LAYERS) + [NON_MUSCLE]
-    ci = cluster_bootstrap_mean(full.reshape(full.shape[0], -1), subjects, n_resamples, confidence_level, seed)
-    grid = pd.MultiIndex.from_product([channels, layers, measures], names=["channel", "layer", "measure"])
+    return ScanCube(full, scans, subjects, channels, list(LAYERS) + [NON_MUSCLE], measures)
+
+
+def _saliency_rows(
+    group: pd.DataFrame, modality: str, method: str, n_resamples: int, confidence_level: float, seed: int
+) -> pd.DataFrame:
+    cube = scan_cube(group, modality)
+    full = cube.values
+    ci = cluster_bootstrap_mean(full.reshape(full.shape[0], -1), cube.subjects, n_resamples, confidence_level, seed)
+    grid = pd.MultiIndex.from_product(
+        [cube.channels, cube.layers, cube.measures], names=["channel", "layer", "measure"]
+    )
     table = grid.to_frame(index=False)
     table.insert(0, "method", method)
     table.insert(0, "modality", modality)

@@ -27,8 +27,25 @@ def cohort_sheet():
 
 
 MODALITIES = config["train"]["modalities"]
-METHODS = config["attribution"]["methods"]
+# The primary and the paper method always run, whatever attribution.methods lists.
+METHODS = list(
+    dict.fromkeys(
+        config["attribution"]["methods"]
+        + [config["report"]["paper_method"], config["report"]["primary_method"]]
+    )
+)
 FOLDS = list(range(config["split"]["n_folds"]))
+REPLICATES = list(range(config["null"]["replicates"]))
+#: Every attribution method (the schema lists the same names): voxel maps, then the removal methods.
+METHOD_PATTERN = (
+    "gradcam|integrated_gradients|expected_gradients"
+    "|(ablation|shapley|shapley_channel)_(mean|road|blur|background)"
+)
+
+
+def null_seed(replicate):
+    """Seed of the label permutation of one null replicate (same for every modality and fold)."""
+    return int(config["null"]["seed"]) + int(replicate)
 
 
 def aggregated():
@@ -40,8 +57,30 @@ def aggregated():
     )
 
 
+def null_aggregated():
+    return expand(
+        "results/null/r{replicate}/aggregate/{modality}/{method}/fold{fold}.tsv",
+        replicate=REPLICATES,
+        modality=MODALITIES,
+        method=METHODS,
+        fold=FOLDS,
+    )
+
+
+def shapley_method():
+    """The exact six-layer Shapley method whose coalition values give the deletion curves."""
+    return "shapley_" + config["checks"]["removal_operator"]
+
+
 def all_outputs():
     return [
+        "results/stats/layer_calls.tsv",
+        "results/stats/layer_contrasts.tsv",
+        "results/checks/sanity.tsv",
+        "results/checks/faithfulness.tsv",
+        "results/checks/robustness.tsv",
+        "results/figures/layer_calls.png",
+        "results/figures/checks.png",
         "results/stats/layer_saliency.tsv",
         "results/stats/performance.tsv",
         "results/stats/paper_table.tsv",

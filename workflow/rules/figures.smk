@@ -18,7 +18,7 @@ rule figure_saliency:
         mem_mb=2000,
         runtime=15,
     params:
-        measure=config["report"]["primary_measure"],
+        measure=config["report"]["paper_measure"],
         confidence_level=config["bootstrap"]["confidence_level"],
         code=layer_code("figures", "stats", "aggregate"),
     script:
@@ -91,3 +91,57 @@ rule figure_overlays:
         code=layer_code("figures", "examples", "stats", "aggregate"),
     script:
         "../scripts/figure_overlays.py"
+
+
+rule figure_calls:
+    input:
+        calls="results/stats/layer_calls.tsv",
+    output:
+        png=report(
+            "results/figures/layer_calls.png",
+            caption="../report/layer_calls_figure.rst",
+            category="Layer calls",
+        ),
+    log:
+        "results/logs/figures/layer_calls.log",
+    benchmark:
+        "results/benchmarks/figures/layer_calls.tsv"
+    conda:
+        "../../envs/stats.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=15,
+    params:
+        method=config["report"]["primary_method"],
+        measure=config["report"]["primary_measure"],
+        code=layer_code("figures", "figures_calls", "inference", "stats", "aggregate"),
+    script:
+        "../scripts/figure_calls.py"
+
+
+rule figure_checks:
+    input:
+        sanity="results/checks/sanity.tsv",
+        curves="results/checks/deletion_curves.tsv",
+        robustness="results/checks/robustness.tsv",
+    output:
+        png=report(
+            "results/figures/checks.png",
+            caption="../report/checks_figure.rst",
+            category="Checks",
+        ),
+    log:
+        "results/logs/figures/checks.log",
+    benchmark:
+        "results/benchmarks/figures/checks.tsv"
+    conda:
+        "../../envs/stats.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=15,
+    params:
+        code=layer_code("figures", "figures_calls", "inference", "stats", "aggregate"),
+    script:
+        "../scripts/figure_checks.py"

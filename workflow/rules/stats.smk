@@ -38,8 +38,49 @@ rule statistics:
         n_resamples=config["bootstrap"]["n_resamples"],
         confidence_level=config["bootstrap"]["confidence_level"],
         seed=config["bootstrap"]["seed"],
-        primary_method=config["report"]["primary_method"],
-        primary_measure=config["report"]["primary_measure"],
+        paper_method=config["report"]["paper_method"],
+        paper_measure=config["report"]["paper_measure"],
         code=layer_code("stats", "aggregate"),
     script:
         "../scripts/statistics.py"
+
+
+rule calls:
+    input:
+        sheet="results/cohort/validated.tsv",
+        aggregated=aggregated(),
+        null=null_aggregated(),
+    output:
+        calls=report(
+            "results/stats/layer_calls.tsv",
+            caption="../report/layer_calls.rst",
+            category="Tables",
+        ),
+        contrasts=report(
+            "results/stats/layer_contrasts.tsv",
+            caption="../report/layer_contrasts.rst",
+            category="Tables",
+        ),
+    log:
+        "results/logs/stats/calls.log",
+    benchmark:
+        "results/benchmarks/stats/calls.tsv"
+    conda:
+        "../../envs/stats.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        measures=config["calls"]["measures"],
+        alpha=config["calls"]["alpha"],
+        test=config["calls"]["test"],
+        n_permutations=config["calls"]["n_permutations"],
+        n_resamples=config["bootstrap"]["n_resamples"],
+        confidence_level=config["bootstrap"]["confidence_level"],
+        seed=config["bootstrap"]["seed"],
+        primary_method=config["report"]["primary_method"],
+        primary_measure=config["report"]["primary_measure"],
+        code=layer_code("inference", "stats", "aggregate"),
+    script:
+        "../scripts/calls.py"

@@ -36,3 +36,22 @@ rule train:
         code=layer_code("data", "model", "train"),
     script:
         "../scripts/train.py"
+
+
+use rule train as train_null with:
+    output:
+        model="results/null/r{replicate}/models/{modality}/fold{fold}.pt",
+        curve="results/null/r{replicate}/models/{modality}/fold{fold}_curve.tsv",
+        oof="results/null/r{replicate}/models/{modality}/fold{fold}_oof.tsv",
+    log:
+        "results/logs/null/r{replicate}/train/{modality}/fold{fold}.log",
+    benchmark:
+        "results/benchmarks/null/r{replicate}/train/{modality}/fold{fold}.tsv"
+    wildcard_constraints:
+        modality="bmode|swe|fused",
+        fold=r"\d+",
+        replicate=r"\d+",
+    params:
+        checkpoint="results/checkpoints/null/r{replicate}/{modality}/fold{fold}.ckpt",
+        permutation_seed=lambda wc: null_seed(wc.replicate),
+        code=layer_code("data", "model", "train", "split"),

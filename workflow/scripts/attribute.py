@@ -1,11 +1,11 @@
-"""Attribution maps of one model (modality x fold) for one method on the fold's held-out scans."""
+"""Attributions of one model (modality x fold, trained or null) for one method on the fold's held-out scans."""
 
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-from layer.attribution import attribute_fold, save_maps, write_examples  # noqa: E402
+from layer.attribution import AttributionSettings, attribute_fold, save_attribution, write_examples  # noqa: E402
 from layer.io import read_tsv, write_tsv  # noqa: E402
 from layer.logs import log_to  # noqa: E402
 from layer.train import configure_torch, pick_device  # noqa: E402
@@ -13,17 +13,27 @@ from layer.train import configure_torch, pick_device  # noqa: E402
 log = log_to(snakemake.log[0])
 p = snakemake.params
 configure_torch(snakemake.threads, pick_device())
-sheet = read_tsv(snakemake.input.sheet)
-maps, scan_ids, channels, qc = attribute_fold(
-    sheet,
-    read_tsv(snakemake.input.folds),
-    snakemake.input.model,
-    snakemake.wildcards.method,
-    p.gradcam_layer,
-    p.ig_steps,
-    p.batch_size,
+settings = AttributionSettings(
+    gradcam_layer=p.gradcam_layer,
+    ig_steps=p.ig_steps,
+    batch_size=p.batch_size,
+    scans_per_subject=p.scans_per_subject,
+    n_background=p.n_background,
+    eg_samples=p.eg_samples,
+    removal_blur_sigma=p.blur_sigma,
+    removal_road_iterations=p.road_iterations,
+    removal_road_noise=p.road_noise,
+    seed=p.seed,
 )
-log.info("%d scans, maps %s, QC:\n%s", len(scan_ids), maps.shape, qc.groupby("check")["value"].describe().to_string())
-write_tsv(qc, snakemake.output.qc)
-write_examples(maps, scan_ids, channels, sheet, snakemake.output.examples, p.n_examples)
-save_maps(snakemake.output.maps, maps, scan_ids, channels)
+sheet = read_tsv(snakemake.input.sheet)
+result = attribute_fold(sheet, read_tsv(snakemake.input.folds), snakemake.input.model, snakemake.wildcards.method, settings)
+log.info(
+    "%d scans, %s %s, QC:\n%s",
+    len(result.scan_ids),
+    result.kind,
+    result.values.shape,
+    result.qc.groupby("check")["value"].describe().to_string(),
+)
+write_tsv(result.qc, snakemake.output.qc)
+write_examples(result, sheet, snakemake.output.examples, p.n_examples)
+save_attribution(snakemake.output.maps, result)

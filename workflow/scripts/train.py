@@ -1,4 +1,8 @@
-"""Train one model (modality x fold), keep its best weights, curve and out-of-fold predictions."""
+"""Train one model (modality x fold), keep its best weights, curve and out-of-fold predictions.
+
+The null-model rule (``train_null``) passes ``permutation_seed``: the labels are then permuted across
+subjects before training (one null replicate).
+"""
 
 import sys
 from pathlib import Path
@@ -9,6 +13,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 from layer.io import atomic_path, read_tsv, write_tsv  # noqa: E402
 from layer.logs import log_to  # noqa: E402
+from layer.split import permute_subject_labels  # noqa: E402
 from layer.train import ModelSpec, TrainSettings, remove_checkpoint, train_fold  # noqa: E402
 
 log = log_to(snakemake.log[0])
@@ -23,8 +28,13 @@ settings = TrainSettings(
     seed=p.seed,
     amp=p.amp,
 )
+sheet = read_tsv(snakemake.input.sheet)
+permutation_seed = getattr(p, "permutation_seed", None)
+if permutation_seed is not None:
+    sheet = permute_subject_labels(sheet, permutation_seed)
+    log.info("null model: labels permuted across subjects (seed %d)", permutation_seed)
 saved, curve, oof = train_fold(
-    read_tsv(snakemake.input.sheet),
+    sheet,
     read_tsv(snakemake.input.folds),
     snakemake.wildcards.modality,
     int(snakemake.wildcards.fold),

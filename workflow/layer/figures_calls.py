@@ -1,0 +1,111 @@
+"""Figures of the layer calls and of the attribution checks (sanity, faithfulness, robustness).
+
+Kept apart from ``layer.figures`` (saliency, ROC, curves, overlays) so that each module stays small; the
+style and the atomic save are shared.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from layer.figures import _save, _style
+from layer.inference import CALLS_COLUMNS
+from layer.names import LAYERS, MODALITIES
+
+_LAYER_LABELS = ["dermis", "superf.\nfat", "SFM", "deep\nfat", "DFM", "muscle"]
+
+
+def _whole_model_channel(rows: pd.DataFrame) -> str:
+    channels = rows["channel"].unique().tolist()
+    return "all" if "all" in channels else channels[0]
+
+
+def build_layer_calls(calls: pd.DataFrame, method: str, measure: str) -> Figure:
+    """One panel per modality: each layer's excess over the null models with its subject-level CI; the
+    null-model mean as a hollow marker at 0 + null; driving layers filled and starred."""
+    missing = set(CALLS_COLUMNS) - set(calls.columns)
+    if missing:
+        raise ValueError(f"calls table lacks columns {sorted(missing)}")
+    rows = calls[(calls["method"] == method) & (calls["measure"] == measure)]
+    if rows.empty:
+        raise ValueError(f"no calls for method {method!r} and measure {measure!r}")
+    modalities = [m for m in MODALITIES if m in set(rows["modality"])]
+    fig = Figure(figsize=(3.2 * len(modalities) + 0.6, 3.4), layout="constrained")
+    axes = fig.subplots(1, len(modalities), sharey=True, squeeze=False)[0]
+    x = np.arange(len(LAYERS))
+    for ax, modality in zip(axes, modalities):
+        part = rows[rows["modality"] == modality]
+        part = part[part["channel"] == _whole_model_channel(part)].set_index("layer").reindex(list(LAYERS))
+        driving = part["driving"].astype(bool).to_numpy()
+        colors = np.where(driving, "#c0392b", "#7f8c8d")
+        ax.bar(x, part["excess"], color=colors, alpha=0.85, width=0.65)
+        err = np.vstack([part["excess"] - part["ci_low"], part["ci_high"] - part["excess"]])
+        ax.errorbar(x, part["excess"], yerr=np.abs(err), fmt="none", ecolor="black", capsize=3, lw=1)
+        ax.scatter(x, part["null_mean"], marker="o", facecolor="white", edgecolor="black", zorder=3, s=18)
+        for i in np.flatnonzero(driving):
+            ax.annotate("*", (x[i], part["ci_high"].iloc[i]), ha="center", va="bottom", fontsize=14)
+        ax.axhline(0, color="black", lw=0.8)
+        ax.set_xticks(x, _LAYER_LABELS, fontsize=7)
+        ax.set_title(f"{modality} (channel {part['channel'].iloc[0]})", fontsize=9)
+    axes[0].set_ylabel(f"excess {measure} over null models")
+    handles = [
+        Line2D([], [], color="#c0392b", lw=6, label="driving (Holm p <= alpha)"),
+        Line2D([], [], color="#7f8c8d", lw=6, label="not driving"),
+        Line2D([], [], marker="o", markerfacecolor="white", markeredgecolor="black", ls="", label="null-model mean"),
+    ]
+    fig.legend(handles=handles, loc="outside lower center", ncols=3, fontsize=7, frameon=False)
+    fig.suptitle(f"Which layers drive the prediction ({method}, {measure})", fontsize=10)
+    return fig
+
+
+def plot_layer_calls(calls: pd.DataFrame, method: str, measure: str, png: str | os.PathLike[str]) -> None:
+    with _style():
+        _save(build_layer_calls(calls, method, measure), png)
+
+
+def build_checks(sanity: pd.DataFrame, curves: pd.DataFrame, robustness: pd.DataFrame, measure: str) -> Figure:
+    """Three panels: sanity (Spearman of the layer profile vs blocks randomised), faithfulness (mean
+    logit drop while deleting layers in each method's order, per modality), robustness (largest change
+    of each layer's share under mask perturbations)."""
+    fig = Figure(figsize=(12, 3.6), layout="constrained")
+    ax_s, ax_f, ax_r = fig.subplots(1, 3)
+    for (modality, method), part in sanity.groupby(["modality", "method"], sort=False):
+        style = "--" if bool(part["flagged"].iloc[0]) else "-"
+        ax_s.plot(part["blocks_randomised"], part["spearman"], style, marker=".", label=f"{modality} / {method}")
+    ax_s.set_xlabel("parameter blocks re-initialised (output first)")
+    ax_s.set_ylabel("Spearman with trained layer profile")
+    ax_s.set_title("Sanity: dashed = flagged (profile survives)", fontsize=9)
+    ax_s.set_ylim(-1.05, 1.05)
+    ax_s.legend(fontsize=6)
+    for (modality, method), part in curves.groupby(["modality", "method"], sort=False):
+        style = ":" if method == "random" else "-"
+        ax_f.plot(part["step"], part["mean_drop"], style, marker=".", label=f"{modality} / {method}")
+    ax_f.set_xlabel("layers deleted (most relevant first)")
+    ax_f.set_ylabel("mean fall of the predicted-class logit")
+    ax_f.set_title("Faithfulness: deletion curves", fontsize=9)
+    ax_f.legend(fontsize=6)
+    spread = robustness[(robustness["measure"] == measure) & (robustness["perturbation"] != "none")]
+    table = spread.groupby(["modality", "method", "layer"])["spread"].max().unstack("layer").reindex(
+        columns=list(LAYERS)
+    )
+    x = np.arange(len(LAYERS))
+    width = 0.8 / max(len(table), 1)
+    for i, (key, values) in enumerate(table.iterrows()):
+        ax_r.bar(x + i * width - 0.4 + width / 2, values.to_numpy(), width=width, label=" / ".join(key))
+    ax_r.set_xticks(x, _LAYER_LABELS, fontsize=7)
+    ax_r.set_ylabel(f"largest |change| of {measure}")
+    ax_r.set_title("Robustness: +/-1 voxel and Dice-level mask errors", fontsize=9)
+    ax_r.legend(fontsize=6)
+    return fig
+
+
+def plot_checks(
+    sanity: pd.DataFrame, curves: pd.DataFrame, robustness: pd.DataFrame, measure: str, png: str | os.PathLike[str]
+) -> None:
+    with _style():
+        _save(build_checks(sanity, curves, robustness, measure), png)

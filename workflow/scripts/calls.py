@@ -1,0 +1,31 @@
+"""Null-calibrated layer calls (trained vs null models) and within-subject layer contrasts."""
+
+import re
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+
+from layer.inference import calls_and_contrasts  # noqa: E402
+from layer.io import read_tsv, write_tsv  # noqa: E402
+from layer.logs import log_to  # noqa: E402
+
+log = log_to(snakemake.log[0])
+p = snakemake.params
+sheet = read_tsv(snakemake.input.sheet)
+labels = sheet.set_index(sheet["scan_id"].astype(str))["label"]
+trained = pd.concat([read_tsv(path) for path in snakemake.input.aggregated], ignore_index=True)
+null = pd.concat(
+    [read_tsv(path).assign(null_model=int(re.search(r"/null/r(\d+)/", path).group(1))) for path in snakemake.input.null],
+    ignore_index=True,
+)
+calls, contrasts = calls_and_contrasts(
+    trained, null, labels, p.measures, p.n_resamples, p.confidence_level, p.seed, p.alpha, p.n_permutations, p.test,
+    contrast_method=p.primary_method, contrast_measure=p.primary_measure,
+)
+write_tsv(calls, snakemake.output.calls)
+write_tsv(contrasts, snakemake.output.contrasts)
+primary = calls[(calls["method"] == p.primary_method) & (calls["measure"] == p.primary_measure)]
+log.info("primary calls:\n%s\ncontrasts:\n%s", primary.to_string(index=False), contrasts.to_string(index=False))
