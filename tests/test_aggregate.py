@@ -277,3 +277,25 @@ def test_aggregate_scans_any_label_dtype_layout_and_float_dtype_give_the_same_ta
     as16 = aggregate_scans(att.astype(np.float16), lab, ids, chans)
     exact = aggregate_scans(att.astype(np.float16).astype(np.float64), lab, ids, chans)
     pd.testing.assert_frame_equal(as16, exact)
+
+
+def test_layer_scores_of_a_removal_method_aggregate_like_a_map(tmp_path):
+    """A Shapley / ablation job stores one signed score per layer; aggregate_job turns it into the same
+    measures as a map whose attribution sums to that score inside the layer (hand-computed)."""
+    from layer.aggregate import aggregate_job
+    from layer.io import save_arrays, save_nifti
+
+    save_nifti(LABELS.astype(np.int16), np.eye(4), tmp_path / "s1_layers.nii.gz")
+    sheet = pd.DataFrame({"scan_id": ["s1"], "subject_id": ["p1"], "layers": [str(tmp_path / "s1_layers.nii.gz")]})
+    scores = np.array([[[2.0, -1.0, 0.5, 0.0, 0.0, -0.5]]])  # dermis .. muscle; deep_fat, dfm absent
+    save_arrays(tmp_path / "job.npz", scores=scores, scan_ids=np.array(["s1"]), channels=np.array(["all"]))
+    table = aggregate_job(str(tmp_path / "job.npz"), sheet).set_index(["layer", "measure"])["value"]
+    # |s| = 2, 1, 0.5, 0, 0, 0.5 (total 4); max(s, 0) = 2, 0, 0.5, 0, 0, 0 (total 2.5)
+    for layer, share_abs, share_pos in zip(LAYERS, [0.5, 0.25, 0.125, 0, 0, 0.125], [0.8, 0, 0.2, 0, 0, 0]):
+        assert table[(layer, "mass_share_abs")] == pytest.approx(share_abs)
+        assert table[(layer, "mass_share_pos")] == pytest.approx(share_pos)
+    assert table[("dermis", "n_voxels")] == 3 and table[("muscle", "n_voxels")] == 3
+    assert table[("sfm", "density_abs")] == pytest.approx(0.25)  # 0.5 over 2 voxels
+    # the signed score is recoverable: 2 * mass_pos - mass_abs
+    signed = [2 * table[(x, "mass_pos")] - table[(x, "mass_abs")] for x in LAYERS]
+    np.testing.assert_allclose(signed, scores[0, 0])

@@ -179,5 +179,5 @@ def test_deletion_curve_model_matches_the_coalition_lookup():
     players = make_players((), per_channel=False)
     values = coalition_values(model, image, labels, players, "blur", 64)
     order = [4, 0, 5, 1, 3, 2]
-    direct = checks.deletion_curve_model(model, image, labels, players, order, "blur", 8)
+    direct = perturb.deletion_curve_model(model, image, labels, players, order, "blur", 8)
     np.testing.assert_allclose(direct, checks.deletion_curve(values, order, 6), atol=1e-6)

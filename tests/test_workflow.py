@@ -51,7 +51,7 @@ def smoke(tmp_path_factory) -> dict:
     work = tmp_path_factory.mktemp("smoke")
     shutil.copytree(ROOT / "config", work / "config")  # a deployment: the user's config/ beside results/
     only_gradcam = work / "gradcam_only.yaml"
-    only_gradcam.write_text("attribution:\n  methods: [gradcam]\n")
+    only_gradcam.write_text("attribution:\n  methods: [gradcam]\nreport:\n  paper_method: gradcam\n")
     more_resamples = work / "more_resamples.yaml"
     more_resamples.write_text("bootstrap:\n  n_resamples: 300\n")
     first = snakemake(work, configs=(only_gradcam,))
@@ -74,22 +74,34 @@ def smoke(tmp_path_factory) -> dict:
 
 def test_adding_a_method_runs_only_its_jobs(smoke):
     jobs = smoke["add_method"]
-    n_jobs = 3 * 2  # 3 modalities x 2 folds of the smoke preset
+    n_jobs = 3 * 2  # 3 modalities x 2 folds of the smoke preset; one null replicate
     assert jobs == {
         "attribute": n_jobs,
         "aggregate": n_jobs,
+        "attribute_null": n_jobs,
+        "aggregate_null": n_jobs,
+        "sanity": 3,  # one job per modality runs every method
+        "robustness": 3,
         "statistics": 1,
+        "calls": 1,
+        "checks": 1,
         "figure_saliency": 1,
         "figure_performance": 1,
         "figure_overlays": 1,
+        "figure_calls": 1,
+        "figure_checks": 1,
         "all": 1,
     }
     assert "method=gradcam" not in smoke["add_method_text"]
+    assert "method=shapley_background" not in smoke["add_method_text"]
+    assert "train" not in jobs and "train_null" not in jobs
 
 
 def test_changing_n_resamples_reruns_only_statistics(smoke):
     assert "Nothing to be done" in smoke["nothing"]
-    assert smoke["change_bootstrap"] == {"statistics": 1, "figure_saliency": 1, "figure_performance": 1, "all": 1}
+    assert smoke["change_bootstrap"] == {
+        "statistics": 1, "calls": 1, "figure_saliency": 1, "figure_performance": 1, "figure_calls": 1, "all": 1,
+    }
 
 
 def test_outputs_exist(smoke):
@@ -100,8 +112,9 @@ def test_outputs_exist(smoke):
         for fold in (0, 1):
             assert (res / f"models/{modality}/fold{fold}.pt").exists()
             assert not (res / f"checkpoints/{modality}/fold{fold}.ckpt").exists()  # removed after success
-            for method in ("gradcam", "integrated_gradients"):
+            for method in ("gradcam", "integrated_gradients", "shapley_background"):
                 assert (res / f"attribution/{modality}/{method}/fold{fold}.npz").exists()
+                assert (res / f"null/r0/attribution/{modality}/{method}/fold{fold}.npz").exists()
     for fig in (res / "figures").glob("*.png"):
         assert fig.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -120,9 +133,11 @@ def test_layer_saliency_table(smoke):
         "modality", "method", "channel", "layer", "measure", "estimate", "ci_low", "ci_high", "n_subjects", "n_scans",
     ]
     assert set(table.modality) == {"bmode", "swe", "fused"}
-    assert set(table.method) == {"gradcam", "integrated_gradients"}
+    assert set(table.method) == {"gradcam", "integrated_gradients", "shapley_background"}
     assert set(LAYERS) <= set(table.layer) and set(table.layer) <= set(LAYERS) | {"non_muscle"}
-    assert (table.n_subjects == 16).all() and (table.n_scans == 32).all()
+    assert (table.n_subjects == 16).all()
+    voxel = table.method != "shapley_background"  # removal methods score one scan per subject
+    assert (table[voxel].n_scans == 32).all() and (table[~voxel].n_scans == 16).all()
     shares = table[table.measure.isin(["mass_share_abs", "volume_share"])]
     assert shares.estimate.between(0, 1).all()
     ok = table.dropna(subset=["ci_low", "ci_high"])
@@ -153,3 +168,45 @@ def test_ground_truth_and_validation_report(smoke):
     assert truth["preset"] == "strong" and 0.5 < truth["oracle_auc"] <= 1.0
     report = (smoke["results"] / "cohort/validation_report.txt").read_text()
     assert "0 error(s)" in report
+
+
+def test_layer_calls_and_contrasts(smoke):
+    calls = pd.read_csv(smoke["results"] / "stats/layer_calls.tsv", sep="\t")
+    assert list(calls.columns) == [
+        "modality", "method", "channel", "layer", "measure", "trained", "null_mean", "excess", "ci_low", "ci_high",
+        "p_value", "p_holm", "driving", "top1_frequency",
+    ]
+    assert set(calls.measure) == {"label_gap", "mass_share_abs"}
+    assert set(calls.method) == {"gradcam", "integrated_gradients", "shapley_background"}
+    family = ["modality", "method", "channel", "measure"]
+    assert all(list(group.layer) == list(LAYERS) for _, group in calls.groupby(family, sort=False))
+    np.testing.assert_allclose(calls.excess, calls.trained - calls.null_mean, atol=1e-5)
+    assert calls.p_value.between(0, 1).all() and (calls.p_holm >= calls.p_value - 1e-12).all()
+    # one null replicate: a label-free measure's rank p-value is at least 1/2 and never called
+    assert (calls[calls.measure == "mass_share_abs"].p_value >= 0.5).all()
+    np.testing.assert_allclose(calls.groupby(family).top1_frequency.sum(), 1.0, atol=1e-9)
+    fused = calls[calls.modality == "fused"]
+    assert set(fused[fused.method == "integrated_gradients"].channel) == {"bmode", "swe", "all"}
+    assert set(fused[fused.method == "shapley_background"].channel) == {"all"}
+    contrasts = pd.read_csv(smoke["results"] / "stats/layer_contrasts.tsv", sep="\t")
+    assert set(contrasts.method) == {"shapley_background"} and set(contrasts.measure) == {"label_gap"}
+    assert {"dfm_minus_muscle", "non_muscle_minus_muscle", "dfm_vs_rest"} <= set(contrasts.contrast)
+
+
+def test_checks_tables(smoke):
+    res = smoke["results"]
+    sanity = pd.read_csv(res / "checks/sanity.tsv", sep="\t")
+    assert set(sanity.blocks_randomised) == set(range(8))  # none + 7 parameter blocks of the ResNet
+    assert (sanity[sanity.blocks_randomised == 0].spearman == 1).all()
+    faith = pd.read_csv(res / "checks/faithfulness.tsv", sep="\t")
+    assert {"random", "shapley_exact"} <= set(pd.read_csv(res / "checks/deletion_curves.tsv", sep="\t").method)
+    exact = faith.set_index(["modality", "method"])
+    for modality in ("bmode", "swe", "fused"):  # the primary Shapley order is the exact order of its own game
+        assert exact.loc[(modality, "shapley_background"), "aopc"] == pytest.approx(
+            exact.loc[(modality, "shapley_exact"), "aopc"])
+    robust = pd.read_csv(res / "checks/robustness.tsv", sep="\t")
+    assert {"none", "deeper", "shallower", "dilate_sfm", "erode_dfm", "dice"} <= set(robust.perturbation)
+    assert (robust[robust.perturbation == "none"].change.abs() < 1e-12).all()
+    for path in (res / "attribution").glob("*/shapley_background/fold*_qc.tsv"):
+        qc = pd.read_csv(path, sep="\t")
+        assert qc[qc.check == "efficiency_error"].value.max() < 1e-5, path

@@ -69,38 +69,43 @@ def plot_layer_calls(calls: pd.DataFrame, method: str, measure: str, png: str | 
 
 
 def build_checks(sanity: pd.DataFrame, curves: pd.DataFrame, robustness: pd.DataFrame, measure: str) -> Figure:
-    """Three panels: sanity (Spearman of the layer profile vs blocks randomised), faithfulness (mean
-    logit drop while deleting layers in each method's order, per modality), robustness (largest change
-    of each layer's share under mask perturbations)."""
-    fig = Figure(figsize=(12, 3.6), layout="constrained")
-    ax_s, ax_f, ax_r = fig.subplots(1, 3)
-    for (modality, method), part in sanity.groupby(["modality", "method"], sort=False):
-        style = "--" if bool(part["flagged"].iloc[0]) else "-"
-        ax_s.plot(part["blocks_randomised"], part["spearman"], style, marker=".", label=f"{modality} / {method}")
-    ax_s.set_xlabel("parameter blocks re-initialised (output first)")
-    ax_s.set_ylabel("Spearman with trained layer profile")
-    ax_s.set_title("Sanity: dashed = flagged (profile survives)", fontsize=9)
-    ax_s.set_ylim(-1.05, 1.05)
-    ax_s.legend(fontsize=6)
-    for (modality, method), part in curves.groupby(["modality", "method"], sort=False):
-        style = ":" if method == "random" else "-"
-        ax_f.plot(part["step"], part["mean_drop"], style, marker=".", label=f"{modality} / {method}")
-    ax_f.set_xlabel("layers deleted (most relevant first)")
-    ax_f.set_ylabel("mean fall of the predicted-class logit")
-    ax_f.set_title("Faithfulness: deletion curves", fontsize=9)
-    ax_f.legend(fontsize=6)
-    spread = robustness[(robustness["measure"] == measure) & (robustness["perturbation"] != "none")]
-    table = spread.groupby(["modality", "method", "layer"])["spread"].max().unstack("layer").reindex(
-        columns=list(LAYERS)
-    )
-    x = np.arange(len(LAYERS))
-    width = 0.8 / max(len(table), 1)
-    for i, (key, values) in enumerate(table.iterrows()):
-        ax_r.bar(x + i * width - 0.4 + width / 2, values.to_numpy(), width=width, label=" / ".join(key))
-    ax_r.set_xticks(x, _LAYER_LABELS, fontsize=7)
-    ax_r.set_ylabel(f"largest |change| of {measure}")
-    ax_r.set_title("Robustness: +/-1 voxel and Dice-level mask errors", fontsize=9)
-    ax_r.legend(fontsize=6)
+    """One row per modality, three panels: sanity (Spearman of the layer profile vs blocks randomised),
+    faithfulness (mean fall of the predicted-class logit while deleting layers in each method's order),
+    robustness (largest change of each layer's share under mask perturbations)."""
+    modalities = [m for m in MODALITIES if m in set(sanity["modality"]) | set(curves["modality"])]
+    fig = Figure(figsize=(12, 2.9 * len(modalities) + 0.4), layout="constrained")
+    axes = fig.subplots(len(modalities), 3, squeeze=False)
+    methods = sorted(set(curves["method"]) - {"random", "shapley_exact"})
+    colours = dict(zip(methods + ["shapley_exact"], [f"C{i}" for i in range(len(methods) + 1)]))
+    for row, modality in zip(axes, modalities):
+        ax_s, ax_f, ax_r = row
+        for method, part in sanity[sanity["modality"] == modality].groupby("method", sort=True):
+            flagged = bool(part["flagged"].iloc[0])
+            ax_s.plot(part["blocks_randomised"], part["spearman"], "--" if flagged else "-", marker=".",
+                      color=colours.get(method), label=f"{method}{' (flagged)' if flagged else ''}")
+        ax_s.set_ylim(-1.05, 1.05)
+        ax_s.set_ylabel(f"{modality}\nSpearman with trained profile")
+        ax_s.legend(fontsize=6, loc="lower left")
+        for method, part in curves[curves["modality"] == modality].groupby("method", sort=True):
+            style = dict(ls=":", color="black") if method == "random" else dict(ls="-", color=colours.get(method))
+            ax_f.plot(part["step"], part["mean_drop"], marker=".", label=method, **style)
+        ax_f.set_ylabel("fall of predicted-class logit")
+        ax_f.legend(fontsize=6, loc="upper left")
+        part = robustness[(robustness["modality"] == modality) & (robustness["measure"] == measure)]
+        spread = part.groupby(["method", "layer"])["spread"].max().unstack("layer").reindex(columns=list(LAYERS))
+        x = np.arange(len(LAYERS))
+        width = 0.8 / max(len(spread), 1)
+        for i, (method, values) in enumerate(spread.iterrows()):
+            ax_r.bar(x + i * width - 0.4 + width / 2, values.to_numpy(), width=width, color=colours.get(method),
+                     label=method)
+        ax_r.set_xticks(x, _LAYER_LABELS, fontsize=7)
+        ax_r.set_ylabel(f"largest |change| of {measure}")
+        ax_r.legend(fontsize=6)
+    axes[0, 0].set_title("Sanity: cascading randomisation", fontsize=9)
+    axes[0, 1].set_title("Faithfulness: deleting layers, most relevant first", fontsize=9)
+    axes[0, 2].set_title("Robustness: +/-1 voxel and Dice-level mask errors", fontsize=9)
+    axes[-1, 0].set_xlabel("parameter blocks re-initialised (output first)")
+    axes[-1, 1].set_xlabel("layers deleted")
     return fig
 
 
