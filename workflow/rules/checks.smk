@@ -30,7 +30,9 @@ rule sanity:
         road_iterations=config["attribution"]["road_iterations"],
         road_noise=config["attribution"]["road_noise"],
         seed=config["attribution"]["seed"],
-        code=layer_code("data", "model", "train", "attribution", "shapley", "checks", "aggregate"),
+        code=layer_code(
+            "data", "model", "train", "attribution", "shapley", "checks", "aggregate"
+        ),
     script:
         "../scripts/sanity.py"
 
@@ -68,7 +70,14 @@ rule robustness:
         road_noise=config["attribution"]["road_noise"],
         seed=config["attribution"]["seed"],
         code=layer_code(
-            "data", "model", "train", "attribution", "shapley", "checks", "aggregate", "robustness"
+            "data",
+            "model",
+            "train",
+            "attribution",
+            "shapley",
+            "checks",
+            "aggregate",
+            "robustness",
         ),
     script:
         "../scripts/robustness.py"
@@ -78,7 +87,9 @@ rule checks:
     input:
         sheet="results/cohort/validated.tsv",
         sanity=expand("results/checks/sanity/{modality}.tsv", modality=MODALITIES),
-        robustness=expand("results/checks/robustness/{modality}.tsv", modality=MODALITIES),
+        robustness=expand(
+            "results/checks/robustness/{modality}.tsv", modality=MODALITIES
+        ),
         aggregated=aggregated(),
         shapley=expand(
             "results/attribution/{modality}/{method}/fold{fold}.npz",

@@ -69,7 +69,7 @@ def null_aggregated():
 
 def shapley_method():
     """The exact six-layer Shapley method whose coalition values give the deletion curves."""
-    return "shapley_" + config["checks"]["removal_operator"]
+    return f"shapley_{config['checks']['removal_operator']}"
 
 
 def all_outputs():
