@@ -1,4 +1,9 @@
-"""Voxel attribution maps of a trained model on its held-out scans.
+"""Attributions of a trained (or null) model on its held-out scans: voxel maps or layer scores.
+
+Methods (the ``method`` wildcard): ``gradcam`` and ``integrated_gradients`` here; ``expected_gradients``
+(shap) and the layer-removal methods ``ablation_{op}``, ``shapley_{op}``, ``shapley_channel_{op}`` in
+:mod:`layer.shapley`. Removal methods score each layer directly (exact Shapley over the six layers, or
+channel x layer), so no voxel map is summed inside a mask for them.
 
 Pitfalls avoided (measured in ../shared/design/attribution.md):
 - MONAI's Grad-CAM post-processing min-max normalises and inverts the map: we pass the identity, so maps
