@@ -227,7 +227,7 @@ def test_label_permutation_test_by_hand_and_type_one_error():
         x = np.sqrt(0.7) * rng.standard_normal(20)[subjects] + np.sqrt(0.3) * rng.standard_normal(60)
         labels = np.repeat(rng.permutation(np.arange(20) % 2), 3)
         rejections += inf.label_permutation_test(x[:, None], labels, subjects, 199, seed=1)[1][0] <= 0.05
-    assert rejections / n_sets <= 0.07  # measured 0.0475
+    assert rejections / n_sets <= 0.07  # measured 0.0375
 
 
 def test_layer_calls_table_label_gap_calls_the_driver_only():
