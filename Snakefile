@@ -20,6 +20,7 @@ include: "workflow/rules/attribute.smk"
 include: "workflow/rules/stats.smk"
 include: "workflow/rules/checks.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/validation.smk"
 
 
 rule all:

@@ -138,20 +138,25 @@ def bench_training(sheet: pd.DataFrame, batch_size: int, repeats: int) -> list[R
 def bench_attribution(sheet: pd.DataFrame, n_volumes: int, ig_steps: int, repeats: int) -> list[Row]:
     """Volumes/s of each method and its cost in forward-pass equivalents (batched forwards)."""
     from layer import data
-    from layer.attribution import METHODS, attribute
+    from layer.attribution import METHODS, AttributionSettings, attribute
     from layer.model import GRADCAM_LAYERS, build_model
     from layer.train import predict
 
     items = data.make_items(sheet)[:n_volumes]
-    images = data.stack(data.cached_dataset(items, data.preprocessing("fused", 1.0, 5.0)))
+    dataset = data.cached_dataset(items, data.preprocessing("fused", 1.0, 5.0, with_layers=True))
+    images = data.stack(dataset)
+    layers = np.stack([np.asarray(d["layers"][0]) for d in dataset]).astype(np.int16)
+    settings = AttributionSettings(ig_steps=ig_steps, batch_size=16)
     torch.manual_seed(0)
     model = build_model("resnet", in_channels=2).eval()
     device = torch.device("cpu")
     forward = median_time(lambda: predict(model, images, device, 16), repeats) / len(images)
     rows = [Row("attribution", "forward pass", 1.0 / forward, "volumes/s")]
-    for method in METHODS:
+    for method in METHODS + ("shapley_background",):
         seconds = median_time(
-            lambda m=method: attribute(model, images, m, ("bmode", "swe"), GRADCAM_LAYERS["resnet"], ig_steps, 16),
+            lambda m=method: attribute(
+                model, images, layers, m, ("bmode", "swe"), settings, images[:4], GRADCAM_LAYERS["resnet"]
+            ),
             repeats,
         ) / len(images)
         rows.append(Row("attribution", f"{method}", 1.0 / seconds, "volumes/s"))

@@ -102,9 +102,13 @@ def write_json(obj: Any, path: str | os.PathLike[str]) -> None:
 
 def save_arrays(path: str | os.PathLike[str], **arrays: np.ndarray) -> None:
     """Write named arrays as one compressed ``.npz`` atomically (strings as unicode arrays, no pickle)."""
+    plain = {}
+    for key, value in arrays.items():
+        arr = np.asarray(value)
+        plain[key] = arr.astype(str) if arr.dtype == object else arr  # object arrays would need pickle
     with atomic_path(path, suffix=".npz") as tmp:
         with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, **{k: np.asarray(v) for k, v in arrays.items()})
+            np.savez_compressed(fh, **plain)
 
 
 def load_arrays(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:

@@ -17,8 +17,8 @@ import yaml
 
 from layer.names import FEATURES, LAYERS
 
-#: The four presets; see presets.yaml and docs/synthetic-cohort.md.
-PRESETS: tuple[str, ...] = ("realistic", "strong", "null", "custom")
+#: The presets; see presets.yaml and docs/synthetic-cohort.md.
+PRESETS: tuple[str, ...] = ("realistic", "strong", "null", "confounded", "custom")
 
 #: Keys of the workflow config block ``synthetic:`` (and nothing else).
 CONFIG_KEYS: tuple[str, ...] = (
