@@ -210,3 +210,57 @@ def test_checks_tables(smoke):
     for path in (res / "attribution").glob("*/shapley_background/fold*_qc.tsv"):
         qc = pd.read_csv(path, sep="\t")
         assert qc[qc.check == "efficiency_error"].value.max() < 1e-5, path
+
+
+TINY_VALIDATION = """
+train:
+  modalities: [bmode]
+  max_epochs: 2
+  patience: 1
+validation:
+  run: [dfm_echogenicity]
+  modalities: [bmode]
+  methods: [shapley_background]
+  scenarios:
+    dfm_echogenicity: {preset: custom, effects: [{layer: dfm, feature: echogenicity, d: 3.0}], chunks: 1}
+"""
+
+
+@pytest.fixture(scope="session")
+def validation(tmp_path_factory) -> dict:
+    """The validation target on one tiny scenario, then a dry run that adds a second scenario."""
+    work = tmp_path_factory.mktemp("validation")
+    shutil.copytree(ROOT / "config", work / "config")
+    tiny = work / "tiny.yaml"
+    tiny.write_text(TINY_VALIDATION)
+    run = snakemake(work, "validation", configs=(tiny,))
+    assert run.returncode == 0, run.stderr[-4000:]
+    more = work / "more.yaml"
+    more.write_text(TINY_VALIDATION.replace("run: [dfm_echogenicity]", 'run: [dfm_echogenicity, "null"]'))
+    dry = snakemake(work, "validation", "-n", configs=(tiny, more))
+    return {"results": work / "results", "add_scenario": planned_jobs(dry.stdout + dry.stderr)}
+
+
+def test_validation_target_writes_recovery(validation):
+    res = validation["results"] / "validation"
+    recovery = pd.read_csv(res / "recovery.tsv", sep="\t")
+    assert list(recovery.columns[:12]) == [
+        "scenario", "modality", "method", "replicate", "driver_layers", "model_auc", "auc_drop_without_driver",
+        "top1_accuracy", "driver_rank", "spearman", "false_positive_rate", "recall",
+    ]
+    row = recovery.iloc[0]
+    assert (row.scenario, row.modality, row.method, row.driver_layers) == (
+        "dfm_echogenicity", "bmode", "shapley_background", "dfm")
+    assert 0 <= row.model_auc <= 1 and row.top1_accuracy in (0.0, 1.0) and 1 <= row.driver_rank <= 6
+    assert 0 <= row.false_positive_rate <= 1 and row.recall in (0.0, 1.0)
+    summary = pd.read_csv(res / "summary.tsv", sep="\t")
+    assert list(summary.method) == ["shapley_background"]
+    assert (res / "recovery.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (res / "dfm_echogenicity/seed0/stats/layer_calls.tsv").exists()
+    assert (res / "dfm_echogenicity/seed0/null/r0/models/bmode/fold1.pt").exists()
+
+
+def test_adding_a_scenario_plans_only_its_jobs(validation):
+    jobs = validation["add_scenario"]
+    assert jobs["v_synth_chunk"] == 1 and jobs["v_train"] == 2 and jobs["v_train_null"] == 2
+    assert jobs["recovery"] == 1 and jobs["validation_summary"] == 1

@@ -98,3 +98,60 @@ def ground_truth():
         if config["cohort"]["sheet"]
         else ["results/cohort/synthetic/ground_truth.json"]
     )
+
+
+# Ground-truth recovery study (validation.smk)
+V = "results/validation/{scenario}/seed{vseed}"
+V_CONSTRAINTS = {"scenario": r"[A-Za-z0-9_]+", "vseed": r"\d+"}
+SCENARIOS = config["validation"]["run"] or list(config["validation"]["scenarios"])
+_unknown = sorted(set(SCENARIOS) - set(config["validation"]["scenarios"]))
+if _unknown:
+    raise ValueError(f"validation.run names unknown scenarios {_unknown}")
+VSEEDS = list(range(config["validation"]["replicates"]))
+V_MODALITIES = config["validation"]["modalities"]
+V_METHODS = list(
+    dict.fromkeys(
+        config["validation"]["methods"] + [config["report"]["primary_method"]]
+    )
+)
+
+
+def scenario(wildcards):
+    """The scenario's synthetic block: its own keys over the `synthetic:` block; seed + replicate."""
+    block = {
+        **config["synthetic"],
+        **config["validation"]["scenarios"][wildcards.scenario],
+    }
+    block["seed"] = int(block["seed"]) + 1000 * int(wildcards.vseed)
+    return block
+
+
+def synth_param(key):
+    return lambda wildcards: scenario(wildcards)[key]
+
+
+def scenario_chunks(wildcards, pattern):
+    return expand(
+        pattern,
+        chunk=range(scenario(wildcards)["chunks"]),
+        scenario=wildcards.scenario,
+        vseed=wildcards.vseed,
+    )
+
+
+def v_aggregated(null):
+    """The scenario replicate's aggregated tables of the trained (or the null) models."""
+
+    def inputs(wildcards):
+        runs = [f"null/r{r}/" for r in REPLICATES] if null else [""]
+        return expand(
+            f"{V}/{{run}}aggregate/{{modality}}/{{method}}/fold{{fold}}.tsv",
+            scenario=wildcards.scenario,
+            vseed=wildcards.vseed,
+            run=runs,
+            modality=V_MODALITIES,
+            method=V_METHODS,
+            fold=FOLDS,
+        )
+
+    return inputs

@@ -1,39 +1,6 @@
 # Ground-truth recovery study (target `validation`): the study DAG on each planted scenario and seed, under
 # results/validation/{scenario}/seed{vseed}/, reusing the study's rules with `use rule ... with:`.
 
-V = "results/validation/{scenario}/seed{vseed}"
-V_CONSTRAINTS = {"scenario": r"[A-Za-z0-9_]+", "vseed": r"\d+"}
-SCENARIOS = config["validation"]["run"] or list(config["validation"]["scenarios"])
-_unknown = sorted(set(SCENARIOS) - set(config["validation"]["scenarios"]))
-if _unknown:
-    raise ValueError(f"validation.run names unknown scenarios {_unknown}")
-VSEEDS = list(range(config["validation"]["replicates"]))
-V_MODALITIES = config["validation"]["modalities"]
-V_METHODS = list(
-    dict.fromkeys(config["validation"]["methods"] + [config["report"]["primary_method"]])
-)
-
-
-def scenario(wildcards):
-    """The scenario's synthetic block: its own keys over the `synthetic:` block; seed + replicate."""
-    block = {**config["synthetic"], **config["validation"]["scenarios"][wildcards.scenario]}
-    block["seed"] = int(block["seed"]) + 1000 * int(wildcards.vseed)
-    return block
-
-
-def synth_param(key):
-    return lambda wildcards: scenario(wildcards)[key]
-
-
-def scenario_chunks(wildcards, pattern):
-    return expand(
-        pattern,
-        chunk=range(scenario(wildcards)["chunks"]),
-        scenario=wildcards.scenario,
-        vseed=wildcards.vseed,
-    )
-
-
 SYNTH_PARAMS = {
     key: synth_param(key)
     for key in (
@@ -61,17 +28,21 @@ use rule synth_chunk as v_synth_chunk with:
     wildcard_constraints:
         **V_CONSTRAINTS,
     params:
-        chunks=synth_param("chunks"),
         **SYNTH_PARAMS,
+        chunks=synth_param("chunks"),
 
 
 use rule synth_cohort as v_synth_cohort with:
     input:
-        sheets=lambda wc: scenario_chunks(wc, f"{V}/cohort/synthetic/chunks/chunk{{chunk}}_sheet.tsv"),
+        sheets=lambda wc: scenario_chunks(
+            wc, f"{V}/cohort/synthetic/chunks/chunk{{chunk}}_sheet.tsv"
+        ),
         features=lambda wc: scenario_chunks(
             wc, f"{V}/cohort/synthetic/chunks/chunk{{chunk}}_features.tsv"
         ),
-        scans=lambda wc: scenario_chunks(wc, f"{V}/cohort/synthetic/scans/chunk{{chunk}}"),
+        scans=lambda wc: scenario_chunks(
+            wc, f"{V}/cohort/synthetic/scans/chunk{{chunk}}"
+        ),
     output:
         sheet=f"{V}/cohort/synthetic/cohort.tsv",
         features=f"{V}/cohort/synthetic/features.tsv",
@@ -127,9 +98,9 @@ use rule train as v_train with:
     benchmark:
         f"{V}/benchmarks/train/{{modality}}/fold{{fold}}.tsv"
     wildcard_constraints:
+        **V_CONSTRAINTS,
         modality="bmode|swe|fused",
         fold=r"\d+",
-        **V_CONSTRAINTS,
     params:
         checkpoint=f"results/checkpoints/validation/{{scenario}}/seed{{vseed}}/{{modality}}/fold{{fold}}.ckpt",
 
@@ -147,10 +118,10 @@ use rule train_null as v_train_null with:
     benchmark:
         f"{V}/benchmarks/null/r{{replicate}}/train/{{modality}}/fold{{fold}}.tsv"
     wildcard_constraints:
+        **V_CONSTRAINTS,
         modality="bmode|swe|fused",
         fold=r"\d+",
         replicate=r"\d+",
-        **V_CONSTRAINTS,
     params:
         checkpoint=f"results/checkpoints/validation/{{scenario}}/seed{{vseed}}/null/r{{replicate}}/{{modality}}/fold{{fold}}.ckpt",
 
@@ -163,17 +134,19 @@ use rule attribute as v_attribute with:
     output:
         maps=f"{V}/{{run}}attribution/{{modality}}/{{method}}/fold{{fold}}.npz",
         qc=f"{V}/{{run}}attribution/{{modality}}/{{method}}/fold{{fold}}_qc.tsv",
-        examples=directory(f"{V}/{{run}}attribution/{{modality}}/{{method}}/fold{{fold}}_examples"),
+        examples=directory(
+            f"{V}/{{run}}attribution/{{modality}}/{{method}}/fold{{fold}}_examples"
+        ),
     log:
         f"{V}/logs/{{run}}attribute/{{modality}}/{{method}}/fold{{fold}}.log",
     benchmark:
         f"{V}/benchmarks/{{run}}attribute/{{modality}}/{{method}}/fold{{fold}}.tsv"
     wildcard_constraints:
+        **V_CONSTRAINTS,
         modality="bmode|swe|fused",
         method=METHOD_PATTERN,
         fold=r"\d+",
         run=r"(null/r\d+/)?",
-        **V_CONSTRAINTS,
 
 
 use rule aggregate as v_aggregate with:
@@ -187,29 +160,11 @@ use rule aggregate as v_aggregate with:
     benchmark:
         f"{V}/benchmarks/{{run}}aggregate/{{modality}}/{{method}}/fold{{fold}}.tsv"
     wildcard_constraints:
+        **V_CONSTRAINTS,
         modality="bmode|swe|fused",
         method=METHOD_PATTERN,
         fold=r"\d+",
         run=r"(null/r\d+/)?",
-        **V_CONSTRAINTS,
-
-
-def v_aggregated(null):
-    """The scenario replicate's aggregated tables of the trained (or the null) models."""
-
-    def inputs(wildcards):
-        runs = [f"null/r{r}/" for r in REPLICATES] if null else [""]
-        return expand(
-            f"{V}/{{run}}aggregate/{{modality}}/{{method}}/fold{{fold}}.tsv",
-            scenario=wildcards.scenario,
-            vseed=wildcards.vseed,
-            run=runs,
-            modality=V_MODALITIES,
-            method=V_METHODS,
-            fold=FOLDS,
-        )
-
-    return inputs
 
 
 use rule calls as v_calls with:
@@ -303,12 +258,14 @@ rule validation_summary:
         runtime=15,
     params:
         learned_auc=config["validation"]["learned_auc"],
-        code=layer_code("recovery", "figures", "figures_calls", "stats", "aggregate", "inference"),
+        code=layer_code(
+            "recovery", "figures", "figures_calls", "stats", "aggregate", "inference"
+        ),
     script:
         "../scripts/validation_summary.py"
 
 
 rule validation:
+    default_target: False
     input:
         rules.validation_summary.output,
-    default_target: False
