@@ -74,3 +74,13 @@ def test_summary_counts_only_learned_rows():
     summary = rec.summary_table(rows, learned_auc=0.7).iloc[0]
     assert summary["n_learned"] == 1 and summary["top1_accuracy"] == 1.0 and summary["recall"] == 1.0
     assert summary["false_positive_rate"] == pytest.approx(0.1) and summary["false_positive_rate_null"] == 0.1
+
+
+def test_tables_keep_words_that_pandas_would_read_as_missing(tmp_path):
+    from layer.io import read_tsv, write_tsv
+
+    table = pd.DataFrame({"scenario": ["null", "NA", "None"], "value": [1.0, np.nan, 2.0]})
+    write_tsv(table, tmp_path / "t.tsv")
+    back = read_tsv(tmp_path / "t.tsv")
+    assert back["scenario"].tolist() == ["null", "NA", "None"]
+    assert np.isnan(back["value"].iloc[1])

@@ -122,8 +122,8 @@ def build_recovery(recovery: pd.DataFrame) -> Figure:
     table = recovery.assign(column=recovery["modality"] + " / " + recovery["method"])
     scenarios = list(dict.fromkeys(table["scenario"]))
     columns = sorted(table["column"].unique(), key=lambda c: (MODALITIES.index(c.split(" / ")[0]), c))
-    fig = Figure(figsize=(2.2 + 1.3 * len(columns) * 2, 0.9 + 0.42 * len(scenarios)), layout="constrained")
-    axes = fig.subplots(1, 2, squeeze=False)[0]
+    fig = Figure(figsize=(3.0 + 0.9 * len(columns), 2.4 + 0.7 * len(scenarios)), layout="constrained")
+    axes = fig.subplots(2, 1, squeeze=False)[:, 0]
     for ax, (metric, title, cmap) in zip(axes, (
         ("top1_accuracy", "top-1 accuracy of the driver (1 = the driver ranks first)", "Greens"),
         ("false_positive_rate", "false-positive rate (non-drivers called driving)", "Reds"),
@@ -133,7 +133,8 @@ def build_recovery(recovery: pd.DataFrame) -> Figure:
         ax.imshow(grid.to_numpy(dtype=float), cmap=cmap, vmin=0, vmax=1, aspect="auto")
         for (i, j), value in np.ndenumerate(grid.to_numpy(dtype=float)):
             if np.isfinite(value):
-                ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7)
+                ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7,
+                        color="white" if value > 0.6 else "black")
         ax.set_xticks(range(len(columns)), columns, rotation=35, ha="right", fontsize=7)
         ax.set_yticks(range(len(scenarios)), scenarios, fontsize=7)
         ax.set_title(title, fontsize=9)

@@ -90,8 +90,12 @@ def write_tsv(table: pd.DataFrame, path: str | os.PathLike[str], float_format: s
 
 
 def read_tsv(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """Read a tab-separated table written by :func:`write_tsv` (or a user's cohort sheet)."""
-    return pd.read_csv(path, sep="\t")
+    """Read a tab-separated table written by :func:`write_tsv` (or a user's cohort sheet).
+
+    Only an empty field is missing (how :func:`write_tsv` writes NaN): words such as ``null``, ``NA`` or
+    ``None`` stay text, so a scenario named ``null`` or a subject id ``NA`` survives a round trip.
+    """
+    return pd.read_csv(path, sep="\t", keep_default_na=False, na_values=[""])
 
 
 def write_json(obj: Any, path: str | os.PathLike[str]) -> None:
