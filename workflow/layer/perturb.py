@@ -20,11 +20,18 @@ import pandas as pd
 import torch
 
 from layer import data
-from layer.aggregate import aggregate_scans, measure_names, score_masses, _label_counts, _long_table, _scan_measures
+from layer.aggregate import _label_counts, _long_table, _scan_measures, aggregate_scans, score_masses
 from layer.attribution import EXTRA_METHODS, AttributionSettings, attribute, attributed_scans
 from layer.model import GRADCAM_LAYERS
 from layer.names import CHANNELS
-from layer.robustness import PUBLISHED_DICE, degrade, degrade_to_dice, layer_dice, perturb_layers
+from layer.robustness import (
+    PUBLISHED_DICE,
+    degrade,
+    degrade_to_dice,
+    displacement_fields,
+    layer_dice,
+    perturb_layers,
+)
 from layer.shapley import Player, RemovalSettings, coalition_values
 from layer.train import load_model
 
@@ -154,8 +161,6 @@ def robustness_profiles(
     for layer in ("sfm", "dfm"):
         for mode in ("dilate", "erode"):
             variants[f"{mode}_{layer}"] = np.stack([perturb_layers(lab, mode, rng, layer) for lab in layers])
-    from layer.robustness import displacement_fields
-
     variants["dice"] = np.stack(
         [degrade(lab, fitted.amplitudes, displacement_fields(rng, lab.shape[1:], 4.0)) for lab in layers]
     )
