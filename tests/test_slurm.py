@@ -10,9 +10,10 @@ profile's status command has to work without accounting.
 
 Two runs at once, through ``--profile profiles/slurm`` with account and partition set on the command line:
 
-1. The smoke preset (Grad-CAM only: Integrated Gradients adds 12 jobs and nothing Slurm-specific): every
-   output exists; the Slurm job records (``scontrol show job``, kept for MinJobAge=3600 s) show that every
-   training and attribution job, and no other job, requested a GPU.
+1. The smoke preset (Grad-CAM only, plus the null models, the checks and the Shapley run the deletion
+   curves need): every output exists; the Slurm job records (``scontrol show job``, kept for
+   MinJobAge=3600 s) show that every job that runs a network (``GPU_RULES``), and no other job, requested
+   a GPU.
 2. The smoke preset with a broken cohort sheet: the run stops with a non-zero exit within FAIL_TIMEOUT,
    naming the failed rule and showing its report, and leaves no job behind.
 
@@ -41,7 +42,9 @@ SMOKE = ROOT / "config" / "presets" / "smoke.yaml"
 PROFILE = ROOT / "profiles" / "slurm"
 PARTITION = "layertest"
 ACCOUNT = "root"
-RUN_TIMEOUT = 420  # s, the smoke study through Slurm (measured 194-280 s on 2 cores shared with other work)
+#: Rules that run a network and so declare ``gpu=1``; every other rule must not ask for a GPU.
+GPU_RULES = ("train", "train_null", "attribute", "attribute_null", "sanity", "robustness")
+RUN_TIMEOUT = 1200  # s, the smoke study through Slurm with null models and checks (about 80 jobs on 2 cores)
 FAIL_TIMEOUT = 180  # s, the broken-sheet run
 
 pytestmark = [
@@ -283,8 +286,12 @@ def runs(cluster, tmp_path_factory) -> dict:
     broken_config = broken_dir / "broken.yaml"
     broken_config.write_text(f"cohort:\n  sheet: {sheet}\n")
     smoke_dir = tmp_path_factory.mktemp("smoke_slurm")
-    gradcam_only = smoke_dir / "gradcam_only.yaml"  # Integrated Gradients adds 12 jobs and nothing Slurm-specific
-    gradcam_only.write_text("attribution:\n  methods: [gradcam]\n")
+    # One voxel method (and the exact Shapley run the deletion curves need): more methods add jobs and
+    # nothing Slurm-specific.
+    gradcam_only = smoke_dir / "gradcam_only.yaml"
+    gradcam_only.write_text(
+        "attribution:\n  methods: [gradcam]\nreport:\n  primary_method: gradcam\n  paper_method: gradcam\n"
+    )
     started: list[Run] = []
     try:
         started.append(broken := Run(cluster, broken_dir / "work", broken_config))
@@ -316,18 +323,20 @@ def test_smoke_study_outputs_exist(runs):
             assert (res / f"aggregate/{modality}/gradcam/fold{fold}.tsv").stat().st_size > 0
 
 
-def test_gpu_requested_by_training_and_attribution_only(runs):
+def test_gpu_requested_by_network_rules_only(runs):
     by_rule: dict[str, list[dict[str, str]]] = {}
     for record in runs["records"].values():
         rule = re.match(r"rule_([a-z_]+?)(?:_wildcards_|$)", record.get("Comment", "")).group(1)
         by_rule.setdefault(rule, []).append(record)
     assert len(by_rule.get("train", [])) == 3 * 2
-    assert len(by_rule.get("attribute", [])) == 3 * 2
+    assert len(by_rule.get("train_null", [])) == 3 * 2
+    assert len(by_rule.get("attribute", [])) == 3 * 2 * 2  # gradcam + the Shapley run of the deletion curves
+    assert len(by_rule.get("sanity", [])) == 3
     for rule, records in by_rule.items():
         for record in records:
             assert record["JobState"] == "COMPLETED", (rule, record)
             gpu = "gpu:1" in record.get("TresPerJob", "")
-            assert gpu == (rule in ("train", "attribute")), (rule, record.get("TresPerJob"))
+            assert gpu == (rule in GPU_RULES), (rule, record.get("TresPerJob"))
             assert record["Partition"] == PARTITION and record["Account"] == ACCOUNT
 
 

@@ -31,7 +31,8 @@ pytestmark = pytest.mark.slow
 
 
 def snakemake(workdir: Path, *args: str, configs: tuple[Path, ...] = ()) -> subprocess.CompletedProcess:
-    cmd = [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--cores", "2", "--configfile", str(SMOKE), *map(str, configs), *args]
+    # Targets and flags before --configfile, which takes every following word as a config file.
+    cmd = [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--cores", "2", *args, "--configfile", str(SMOKE), *map(str, configs)]
     return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=900)
 
 
@@ -262,5 +263,6 @@ def test_validation_target_writes_recovery(validation):
 
 def test_adding_a_scenario_plans_only_its_jobs(validation):
     jobs = validation["add_scenario"]
-    assert jobs["v_synth_chunk"] == 1 and jobs["v_train"] == 2 and jobs["v_train_null"] == 2
+    # the added "null" scenario takes its size and chunks (2) from the smoke preset's synthetic block
+    assert jobs["v_synth_chunk"] == 2 and jobs["v_train"] == 2 and jobs["v_train_null"] == 2
     assert jobs["recovery"] == 1 and jobs["validation_summary"] == 1
