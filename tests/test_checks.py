@@ -88,3 +88,15 @@ def test_attributed_scans_take_the_first_scans_of_each_subject():
     assert attributed_scans(["a2", "a1", "b2", "b1"], sheet, 1) == ["a1", "b1"]
     assert attributed_scans(["a2", "a1", "b2", "b1", "c1"], sheet, 2) == ["a1", "a2", "b1", "b2", "c1"]
     assert attributed_scans(["b2", "a1"], sheet, 0) == ["b2", "a1"]
+
+
+def test_attribution_settings_from_rule_params():
+    from types import SimpleNamespace
+
+    from layer.attribution import AttributionSettings
+
+    params = SimpleNamespace(ig_steps=4, blur_sigma=1.5, road_noise=0.02, code="abc", n_scans=3)
+    settings = AttributionSettings.from_params(params)
+    assert (settings.ig_steps, settings.blur_sigma, settings.road_noise) == (4, 1.5, 0.02)
+    assert settings.batch_size == AttributionSettings().batch_size  # not passed: the default
+    assert settings.extra(None)["blur_sigma"] == 1.5

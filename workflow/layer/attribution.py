@@ -20,7 +20,7 @@ Completeness (the attributions of a scan sum to f(x) - f(baseline)) is checked p
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -93,17 +93,22 @@ class AttributionSettings:
     scans_per_subject: int = 0
     n_background: int = 16
     eg_samples: int = 64
-    removal_blur_sigma: float = 2.0
-    removal_road_iterations: int = 4
-    removal_road_noise: float = 0.01
+    blur_sigma: float = 2.0
+    road_iterations: int = 4
+    road_noise: float = 0.01
     seed: int = 0
+
+    @classmethod
+    def from_params(cls, params: object) -> AttributionSettings:
+        """From a rule's ``snakemake.params``: every field the rule passes, by the same name."""
+        return cls(**{f.name: getattr(params, f.name) for f in fields(cls) if hasattr(params, f.name)})
 
     def extra(self, background: torch.Tensor | None) -> dict[str, object]:
         """The mapping :func:`layer.shapley.attribute_extra` reads."""
         return {
             "batch_size": self.batch_size, "seed": self.seed, "eg_samples": self.eg_samples,
-            "blur_sigma": self.removal_blur_sigma, "road_iterations": self.removal_road_iterations,
-            "road_noise": self.removal_road_noise, "background": background,
+            "blur_sigma": self.blur_sigma, "road_iterations": self.road_iterations,
+            "road_noise": self.road_noise, "background": background,
         }
 
 
@@ -180,37 +185,67 @@ def attributed_scans(test_ids: list[str], sheet: pd.DataFrame, scans_per_subject
     return table.groupby("subject_id", sort=True).head(scans_per_subject)["scan_id"].tolist()
 
 
+@dataclass(frozen=True)
+class FoldScans:
+    """A fold's model and the held-out scans it is explained on, with what attribution needs besides."""
+
+    model: torch.nn.Module
+    modality: str
+    images: torch.Tensor
+    layers: np.ndarray
+    scan_ids: list[str]
+    background: torch.Tensor | None
+    target_layer: str
+
+
+def load_fold_scans(
+    sheet: pd.DataFrame,
+    folds: pd.DataFrame,
+    model_path: str,
+    settings: AttributionSettings,
+    scans_per_subject: int,
+    n_scans: int | None = None,
+    with_background: bool = True,
+) -> FoldScans:
+    """The model of a fold and its held-out scans (``scans_per_subject`` per subject, 0 = all; the first
+    ``n_scans`` by scan id if given), their layer maps, and the background set: the first
+    ``settings.n_background`` training scans of the fold (expected gradients, ``background`` removal)."""
+    model, spec, modality, fold = load_model(model_path)
+    this = folds[folds["fold"] == fold]
+    test_ids = this.loc[this["role"] == "test", "scan_id"].astype(str).tolist()
+    ids = attributed_scans(test_ids, sheet, scans_per_subject)[:n_scans]
+    items = data.make_items(sheet, ids)
+    dataset = data.cached_dataset(items, data.preprocessing(modality, spec.bmode_max, spec.swe_scale, True))
+    images = data.stack(dataset)
+    layers = np.stack([np.asarray(d["layers"][0]) for d in dataset]).astype(np.int16)
+    background = None
+    if with_background:
+        train_ids = sorted(this.loc[this["role"] == "train", "scan_id"].astype(str))[: settings.n_background]
+        pre = data.preprocessing(modality, spec.bmode_max, spec.swe_scale)
+        background = data.stack(data.cached_dataset(data.make_items(sheet, train_ids), pre))
+    scan_ids = [str(it["scan_id"]) for it in items]
+    return FoldScans(model, modality, images, layers, scan_ids, background,
+                     settings.gradcam_layer or GRADCAM_LAYERS[spec.name])
+
+
 def attribute_fold(
     sheet: pd.DataFrame, folds: pd.DataFrame, model_path: str, method: str, settings: AttributionSettings
 ) -> Attribution:
     """Attributions of a fold's held-out scans under that fold's model.
 
     Removal methods and expected gradients score ``settings.scans_per_subject`` scans per subject (0 =
-    all); the voxel methods every held-out scan. The background set (expected gradients and the
-    ``background`` removal operator) is the first ``n_background`` training scans of the fold.
+    all) against the fold's background set; the voxel methods score every held-out scan.
     """
-    model, spec, modality, fold = load_model(model_path)
-    this = folds[folds["fold"] == fold]
-    test_ids = this.loc[this["role"] == "test", "scan_id"].astype(str).tolist()
-    if method in EXTRA_METHODS:
-        test_ids = attributed_scans(test_ids, sheet, settings.scans_per_subject)
-    pre = data.preprocessing(modality, spec.bmode_max, spec.swe_scale)
-    items = data.make_items(sheet, test_ids)
-    dataset = data.cached_dataset(items, data.preprocessing(modality, spec.bmode_max, spec.swe_scale, True))
-    images = data.stack(dataset)
-    layers = np.stack([np.asarray(d["layers"][0]) for d in dataset]).astype(np.int16)
-    background = None
-    if method in EXTRA_METHODS:
-        train_ids = sorted(this.loc[this["role"] == "train", "scan_id"].astype(str))[: settings.n_background]
-        background = data.stack(data.cached_dataset(data.make_items(sheet, train_ids), pre))
-    target = settings.gradcam_layer or GRADCAM_LAYERS[spec.name]
-    values, channels, qc, coalitions = attribute(
-        model, images, layers, method, CHANNELS[modality], settings, background, target
+    extra = method in EXTRA_METHODS
+    fs = load_fold_scans(
+        sheet, folds, model_path, settings, settings.scans_per_subject if extra else 0, with_background=extra
     )
-    scan_ids = [str(it["scan_id"]) for it in items]
-    qc.insert(0, "scan_id", [scan_ids[i] for i in qc.pop("index")])
+    values, channels, qc, coalitions = attribute(
+        fs.model, fs.images, fs.layers, method, CHANNELS[fs.modality], settings, fs.background, fs.target_layer
+    )
+    qc.insert(0, "scan_id", [fs.scan_ids[i] for i in qc.pop("index")])
     kind = "scores" if is_score_method(method) else "maps"
-    return Attribution(kind, values, scan_ids, channels, qc, coalitions)
+    return Attribution(kind, values, fs.scan_ids, channels, qc, coalitions)
 
 
 def write_examples(result: Attribution, sheet: pd.DataFrame, out_dir: str, n: int) -> list[str]:

@@ -473,8 +473,6 @@ def _families(
                 yield calib, excess_scan, cube.subjects
 
 
-
-
 def layer_calls_table(
     trained: pd.DataFrame,
     null: pd.DataFrame,
@@ -506,9 +504,9 @@ def layer_calls_table(
     ``top1_frequency`` = share of subject bootstrap resamples in which the layer has the largest pooled
     per-scan excess. Columns exactly ``CALLS_COLUMNS``.
     """
-    return _calls_frame([calib for calib, _, _ in _families(
+    return calls_and_contrasts(
         trained, null, labels, measures, n_resamples, confidence_level, seed, alpha, n_permutations, test
-    )])
+    )[0]
 
 
 def _calls_frame(parts: list[pd.DataFrame]) -> pd.DataFrame:

@@ -19,10 +19,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from layer import data
 from layer.aggregate import _label_counts, _long_table, _scan_measures, aggregate_scans, score_masses
-from layer.attribution import EXTRA_METHODS, AttributionSettings, attribute, attributed_scans
-from layer.model import GRADCAM_LAYERS
+from layer.attribution import AttributionSettings, FoldScans, attribute, is_score_method, load_fold_scans
 from layer.names import CHANNELS
 from layer.robustness import (
     PUBLISHED_DICE,
@@ -33,7 +31,6 @@ from layer.robustness import (
     perturb_layers,
 )
 from layer.shapley import Player, RemovalSettings, coalition_values
-from layer.train import load_model
 
 
 def model_blocks(model: torch.nn.Module) -> list[tuple[str, torch.nn.Module]]:
@@ -100,23 +97,11 @@ def layer_table(
     return aggregate_scans(values, layers, scan_ids, channels)
 
 
-def fold0_scans(
+def _fold0(
     sheet: pd.DataFrame, folds: pd.DataFrame, model_path: str, n_scans: int, settings: AttributionSettings
-):
-    """(model, modality, held-out images, layer maps, scan ids, background, Grad-CAM target) of the first
-    ``n_scans`` attributed scans of a model's fold (one per subject when removal methods use one)."""
-    model, spec, modality, fold = load_model(model_path)
-    this = folds[folds["fold"] == fold]
-    test_ids = this.loc[this["role"] == "test", "scan_id"].astype(str).tolist()
-    ids = attributed_scans(test_ids, sheet, max(settings.scans_per_subject, 1))[:n_scans]
-    pre = data.preprocessing(modality, spec.bmode_max, spec.swe_scale, True)
-    dataset = data.cached_dataset(data.make_items(sheet, ids), pre)
-    images = data.stack(dataset)
-    layers = np.stack([np.asarray(d["layers"][0]) for d in dataset]).astype(np.int16)
-    train_ids = sorted(this.loc[this["role"] == "train", "scan_id"].astype(str))[: settings.n_background]
-    background = data.stack(data.cached_dataset(data.make_items(sheet, train_ids), pre))
-    target = settings.gradcam_layer or GRADCAM_LAYERS[spec.name]
-    return model, modality, images, layers, sorted(ids), background, target
+) -> FoldScans:
+    """The first ``n_scans`` held-out scans of a model's fold, one per subject, with the background set."""
+    return load_fold_scans(sheet, folds, model_path, settings, max(settings.scans_per_subject, 1), n_scans)
 
 
 def sanity_profiles(
@@ -125,15 +110,15 @@ def sanity_profiles(
 ) -> pd.DataFrame:
     """Aggregated layer scores of the trained model and of each cascade level (``blocks_randomised``
     0 .. all), long table with a ``blocks_randomised`` and a ``block`` column (the block reset last)."""
-    model, modality, images, layers, ids, background, target = fold0_scans(sheet, folds, model_path, n_scans, settings)
-    blocks = [name for name, _ in model_blocks(model)]
-    kind = "scores" if method in EXTRA_METHODS and method != "expected_gradients" else "maps"
+    fs = _fold0(sheet, folds, model_path, n_scans, settings)
+    blocks = [name for name, _ in model_blocks(fs.model)]
+    kind = "scores" if is_score_method(method) else "maps"
     parts = []
     for level in range(len(blocks) + 1):
-        randomised = randomise_cascade(model, level, seed=settings.seed)
-        values, channels, _, _ = attribute(randomised, images, layers, method, CHANNELS[modality], settings,
-                                           background, target)
-        table = layer_table(values, layers, ids, channels, kind)
+        randomised = randomise_cascade(fs.model, level, seed=settings.seed)
+        values, channels, _, _ = attribute(randomised, fs.images, fs.layers, method, CHANNELS[fs.modality],
+                                           settings, fs.background, fs.target_layer)
+        table = layer_table(values, fs.layers, fs.scan_ids, channels, kind)
         table.insert(0, "block", blocks[len(blocks) - level] if level else "none")
         table.insert(0, "blocks_randomised", level)
         parts.append(table)
@@ -152,7 +137,8 @@ def robustness_profiles(
     Voxel maps are re-aggregated inside the perturbed masks (the map does not change); removal methods
     are re-run, because the perturbed masks define what is removed.
     """
-    model, modality, images, layers, ids, background, target = fold0_scans(sheet, folds, model_path, n_scans, settings)
+    fs = _fold0(sheet, folds, model_path, n_scans, settings)
+    layers = fs.layers
     rng = np.random.default_rng(settings.seed)
     fitted = degrade_to_dice(layers[0], PUBLISHED_DICE, np.random.default_rng(settings.seed))
     variants: dict[str, np.ndarray] = {"none": layers}
@@ -164,17 +150,17 @@ def robustness_profiles(
     variants["dice"] = np.stack(
         [degrade(lab, fitted.amplitudes, displacement_fields(rng, lab.shape[1:], 4.0)) for lab in layers]
     )
-    kind = "scores" if method in EXTRA_METHODS and method != "expected_gradients" else "maps"
+    kind = "scores" if is_score_method(method) else "maps"
     maps = None
     parts = []
     for name, masks in variants.items():
         if kind == "maps" and maps is not None:
             values = maps
         else:
-            values, channels, _, _ = attribute(model, images, masks, method, CHANNELS[modality], settings,
-                                               background, target)
+            values, channels, _, _ = attribute(fs.model, fs.images, masks, method, CHANNELS[fs.modality],
+                                               settings, fs.background, fs.target_layer)
             maps = values if kind == "maps" else None
-        table = layer_table(values, masks, ids, channels, kind)
+        table = layer_table(values, masks, fs.scan_ids, channels, kind)
         dice = np.mean([np.mean(list(layer_dice(a, b).values())) for a, b in zip(layers, masks)])
         table.insert(0, "mean_dice", dice)
         table.insert(0, "perturbation", name)
@@ -182,9 +168,25 @@ def robustness_profiles(
     return pd.concat(parts, ignore_index=True)
 
 
+PROFILES = {"sanity": sanity_profiles, "robustness": robustness_profiles}
+
+
+def check_profiles(
+    check: str, sheet: pd.DataFrame, folds: pd.DataFrame, model_path: str, methods: Sequence[str], n_scans: int,
+    settings: AttributionSettings,
+) -> pd.DataFrame:
+    """``sanity`` or ``robustness`` profiles of every method for one model, with a ``method`` column."""
+    parts = []
+    for method in methods:
+        part = PROFILES[check](sheet, folds, model_path, method, n_scans, settings)
+        part.insert(0, "method", method)
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True)
+
+
 __all__ = [
+    "check_profiles",
     "deletion_curve_model",
-    "fold0_scans",
     "layer_table",
     "model_blocks",
     "randomise_cascade",

@@ -34,7 +34,7 @@ rule sanity:
             "data", "model", "train", "attribution", "shapley", "checks", "aggregate"
         ),
     script:
-        "../scripts/sanity.py"
+        "../scripts/check_profiles.py"
 
 
 rule robustness:
@@ -80,7 +80,7 @@ rule robustness:
             "robustness",
         ),
     script:
-        "../scripts/robustness.py"
+        "../scripts/check_profiles.py"
 
 
 rule checks:

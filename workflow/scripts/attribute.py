@@ -13,18 +13,7 @@ from layer.train import configure_torch, pick_device  # noqa: E402
 log = log_to(snakemake.log[0])
 p = snakemake.params
 configure_torch(snakemake.threads, pick_device())
-settings = AttributionSettings(
-    gradcam_layer=p.gradcam_layer,
-    ig_steps=p.ig_steps,
-    batch_size=p.batch_size,
-    scans_per_subject=p.scans_per_subject,
-    n_background=p.n_background,
-    eg_samples=p.eg_samples,
-    removal_blur_sigma=p.blur_sigma,
-    removal_road_iterations=p.road_iterations,
-    removal_road_noise=p.road_noise,
-    seed=p.seed,
-)
+settings = AttributionSettings.from_params(p)
 sheet = read_tsv(snakemake.input.sheet)
 result = attribute_fold(sheet, read_tsv(snakemake.input.folds), snakemake.input.model, snakemake.wildcards.method, settings)
 log.info(

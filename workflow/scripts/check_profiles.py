@@ -1,0 +1,29 @@
+"""Layer profiles of the fold-0 model for every method: under cascading parameter randomisation (rule
+``sanity``) or under one-voxel and Dice-level errors of the layer masks (rule ``robustness``)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+
+from layer.attribution import AttributionSettings  # noqa: E402
+from layer.io import read_tsv, write_tsv  # noqa: E402
+from layer.logs import log_to  # noqa: E402
+from layer.perturb import check_profiles  # noqa: E402
+from layer.train import configure_torch, pick_device  # noqa: E402
+
+log = log_to(snakemake.log[0])
+p = snakemake.params
+configure_torch(snakemake.threads, pick_device())
+table = check_profiles(
+    snakemake.rule,
+    read_tsv(snakemake.input.sheet),
+    read_tsv(snakemake.input.folds),
+    snakemake.input.model,
+    p.methods,
+    p.n_scans,
+    AttributionSettings.from_params(p),
+)
+table.insert(0, "modality", snakemake.wildcards.modality)
+write_tsv(table, snakemake.output.table)
+log.info("%d rows", len(table))
