@@ -299,3 +299,25 @@ def test_layer_scores_of_a_removal_method_aggregate_like_a_map(tmp_path):
     # the signed score is recoverable: 2 * mass_pos - mass_abs
     signed = [2 * table[(x, "mass_pos")] - table[(x, "mass_abs")] for x in LAYERS]
     np.testing.assert_allclose(signed, scores[0, 0])
+
+
+def test_membrane_margin_moves_partial_volume_voxels_into_the_membrane(tmp_path):
+    """A DFM echo that spills into the voxel above it (deep fat by the drawn label) counts for the DFM once
+    the attribution regions give the DFM its one-voxel margin (layer.regions); hand-computed."""
+    from layer.aggregate import aggregate_job
+    from layer.io import save_arrays, save_nifti
+
+    drawn = np.array([1, 2, 2, 3, 4, 4, 4, 5, 6, 6, 6], dtype=np.int16)[:, None, None]
+    save_nifti(drawn, np.eye(4), tmp_path / "s1_layers.nii.gz")
+    sheet = pd.DataFrame({"scan_id": ["s1"], "subject_id": ["p1"], "layers": [str(tmp_path / "s1_layers.nii.gz")]})
+    maps = np.zeros((1, 1, 11, 1, 1))
+    maps[0, 0, 6, 0, 0] = 1.0  # deep fat voxel just above the DFM
+    maps[0, 0, 7, 0, 0] = 3.0  # the DFM
+    save_arrays(tmp_path / "job.npz", maps=maps, scan_ids=np.array(["s1"]), channels=np.array(["bmode"]))
+    drawn_table = aggregate_job(str(tmp_path / "job.npz"), sheet).set_index(["layer", "measure"])["value"]
+    wide = aggregate_job(str(tmp_path / "job.npz"), sheet, membrane_margin=1).set_index(["layer", "measure"])["value"]
+    assert drawn_table[("deep_fat", "mass_share_abs")] == pytest.approx(0.25)
+    assert drawn_table[("dfm", "mass_share_abs")] == pytest.approx(0.75)
+    # Margin 1: SFM takes rows 2 and 4, the DFM rows 6 and 8; deep fat keeps row 5 only.
+    assert wide[("deep_fat", "mass_share_abs")] == 0.0 and wide[("dfm", "mass_share_abs")] == pytest.approx(1.0)
+    assert [wide[(x, "n_voxels")] for x in LAYERS] == [1, 1, 3, 1, 3, 2]

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from layer import aggregate as agg
+from layer import games as G
 from layer import inference as inf
 from layer.names import LAYERS
 from layer.split import permute_subject_labels
@@ -265,3 +266,72 @@ def test_layer_calls_table_null_cohort_calls_nothing():
     calls = inf.layer_calls_table(trained_biased, null, labels, ["mass_share_abs"], 299, 0.95, seed=0,
                                   test="sign_flip").set_index("layer")
     assert bool(calls.loc["sfm", "driving"])
+
+
+def coalition_game(y: np.ndarray, rng: np.random.Generator, muscle: float) -> np.ndarray:
+    """Per-scan values of the 64 layer coalitions ``[n, 64]``: the DFM adds ``1 + y`` logits, the DFM and the
+    deep fat together add ``1.5 * y`` more (the model reads the DFM by its contrast with the fat), the
+    muscle adds ``muscle * y``; each term has scan noise. The deep fat carries nothing of its own."""
+    n = len(y)
+    bits = ((np.arange(64)[:, None] >> np.arange(6)) & 1).astype(float)  # [64, 6], bit i = layer i present
+    fat, dfm, muscle_bit = bits[:, LAYERS.index("deep_fat")], bits[:, LAYERS.index("dfm")], bits[:, 5]
+    a = 1.0 + y + rng.normal(0, 0.3, n)
+    b = 1.5 * y + rng.normal(0, 0.3, n)
+    c = muscle * y + rng.normal(0, 0.3, n)
+    return a[:, None] * dfm + b[:, None] * (dfm * fat) + c[:, None] * muscle_bit
+
+
+@pytest.mark.parametrize("muscle", [0.0, 1.0])
+def test_conditional_calls_drop_a_layer_credited_only_through_an_interaction(muscle):
+    from layer.games import shapley_from_values
+
+    rng = np.random.default_rng(11)
+    n = 80
+    scans = [f"s{i:02d}" for i in range(n)]
+    y = np.arange(n) % 2
+    labels = pd.Series(y, index=scans)
+    trained_v = coalition_game(y.astype(float), rng, muscle)
+    null_v = np.stack([coalition_game(rng.permutation(y).astype(float), rng, muscle) for _ in range(2)])
+    trained = score_table(shapley_from_values(trained_v, 6), scans, scans, "shapley_background")
+    null = pd.concat([score_table(shapley_from_values(v, 6), scans, scans, "shapley_background").assign(null_model=r)
+                      for r, v in enumerate(null_v)], ignore_index=True)
+    args = (trained, null, labels, ["label_gap"], 199, 0.95, 0, 0.05, 999)
+    plain = inf.calls_and_contrasts(*args)[0].set_index("layer")
+    # Shapley gives the deep fat half of the interaction: 0.75 logits of label gap, called driving.
+    assert plain.loc["deep_fat", "excess"] == pytest.approx(0.75, abs=0.25) and bool(plain.loc["deep_fat", "driving"])
+    cv = inf.ConditionalValues(scans, G.conditional_shapley(trained_v, 6), G.conditional_shapley(null_v, 6))
+    calls, contrasts = inf.calls_and_contrasts(*args, conditional={("bmode", "shapley_background"): cv})
+    calls = calls.set_index("layer")
+    # Same trained / excess / p_value; only p_holm and driving change.
+    pd.testing.assert_series_equal(calls["excess"], plain["excess"])
+    pd.testing.assert_series_equal(calls["p_value"], plain["p_value"])
+    expected = {"dfm"} | ({"muscle"} if muscle else set())
+    assert set(calls.index[calls["driving"]]) == expected
+    pairs = contrasts.set_index("contrast")
+    # With the DFM held absent the deep fat has no gap; the DFM without the deep fat keeps its own 1 logit.
+    assert abs(pairs.loc["deep_fat_without_dfm", "estimate"]) < 0.25
+    assert pairs.loc["deep_fat_without_dfm", "p_holm"] > 0.05
+    assert pairs.loc["dfm_without_deep_fat", "estimate"] == pytest.approx(1.0, abs=0.25)
+    assert calls.loc["deep_fat", "p_holm"] == pairs.loc["deep_fat_without_dfm", "p_holm"]
+    if muscle:  # two real drivers survive each other's removal
+        assert pairs.loc["muscle_without_dfm", "p_holm"] <= 0.05 and pairs.loc["dfm_without_muscle", "p_holm"] <= 0.05
+
+
+def test_load_conditional_pairs_trained_and_null_runs_by_path(tmp_path):
+    from layer.io import save_arrays
+
+    rng = np.random.default_rng(0)
+    values = {run: rng.normal(size=(3, 64)) for run in ("", "null/r0/", "null/r1/")}
+    for run, v in values.items():
+        order = [2, 0, 1] if run else [0, 1, 2]  # a null run may store its scans in another order
+        path = tmp_path / f"results/{run}attribution/fused/shapley_background/fold0.npz"
+        path.parent.mkdir(parents=True)
+        save_arrays(path, scores=np.zeros((3, 1, 6)), scan_ids=np.array([f"s{i}" for i in order]),
+                    channels=np.array(["all"]), coalitions=v[order])
+    paths = sorted(str(p) for p in tmp_path.rglob("*.npz"))
+    cv = inf.load_conditional(paths)[("fused", "shapley_background")]
+    assert cv.scans == ["s0", "s1", "s2"] and cv.null.shape == (2, 3, 6, 6)
+    np.testing.assert_allclose(cv.trained, G.conditional_shapley(values[""], 6))
+    np.testing.assert_allclose(cv.null[1], G.conditional_shapley(values["null/r1/"], 6))
+    with pytest.raises(ValueError, match="not an attribution file"):
+        inf.load_conditional([str(tmp_path / "elsewhere.npz")])

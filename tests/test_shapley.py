@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 import torch
 
+from layer import games as G
 from layer import shapley as S
 from layer.model import build_model
 from layer.names import LAYERS
@@ -80,22 +81,50 @@ def test_subset_formula_equals_permutation_definition_and_axioms():
     rng = np.random.default_rng(0)
     n = 5
     v = rng.normal(size=2**n)
-    phi = S.shapley_from_values(v, n)
+    phi = G.shapley_from_values(v, n)
     np.testing.assert_allclose(phi, brute_force_shapley(v, n), atol=1e-12)
     assert phi.sum() == pytest.approx(v[-1] - v[0], abs=1e-12)  # efficiency
     # Symmetry (players 0 and 1 interchangeable) and null player (player 4 never matters).
     bits = S.coalition_bits(np.arange(2**n), n).astype(int)
     v_sym = 2.0 * (bits[:, 0] + bits[:, 1]) ** 2 + 3.0 * bits[:, 2] * bits[:, 3] - bits[:, 3]
-    phi = S.shapley_from_values(v_sym, n)
+    phi = G.shapley_from_values(v_sym, n)
     assert phi[0] == pytest.approx(phi[1], abs=1e-12)
     assert phi[4] == pytest.approx(0.0, abs=1e-12)
     # By hand: players 0,1 share 2*(2^2) = 8 -> 4 each; players 2,3 share the 3 -> 1.5 each, player 3 -1 more.
     np.testing.assert_allclose(phi, [4.0, 4.0, 1.5, 0.5, 0.0], atol=1e-12)
 
 
+def test_conditional_shapley_removes_the_interaction_share_by_hand():
+    """Game of 3 players: v = 2*[a] + 4*[a and b] (a = player 0, b = player 1, player 2 a null player).
+    Shapley: a = 2 + 2, b = 2 (half the interaction). With a held absent, b gets 0; with b held absent,
+    a keeps only its own 2; with the null player held absent nothing changes."""
+    bits = S.coalition_bits(np.arange(8), 3).astype(float)
+    v = 2.0 * bits[:, 0] + 4.0 * bits[:, 0] * bits[:, 1]
+    np.testing.assert_allclose(G.shapley_from_values(v, 3), [4.0, 2.0, 0.0], atol=1e-12)
+    cond = G.conditional_shapley(np.stack([v, 2 * v]), 3)  # two scans; the second is the first doubled
+    assert cond.shape == (2, 3, 3)
+    np.testing.assert_allclose(cond[0], [[0.0, 0.0, 0.0], [2.0, 0.0, 0.0], [4.0, 2.0, 0.0]], atol=1e-12)
+    np.testing.assert_allclose(cond[1], 2 * cond[0], atol=1e-12)
+    # held_absent keeps the other players' bit order: with player 1 absent, coalitions {}, {0}, {2}, {0,2}.
+    np.testing.assert_allclose(G.held_absent(v + bits[:, 2], 3, 1), [0.0, 2.0, 1.0, 3.0])
+    with pytest.raises(ValueError, match="player in 0..2"):
+        G.held_absent(v, 3, 3)
+
+
+def test_conditional_shapley_matches_brute_force_on_a_random_game():
+    rng = np.random.default_rng(3)
+    v = rng.normal(size=64)
+    cond = G.conditional_shapley(v, 6)
+    bits = S.coalition_bits(np.arange(64), 6)
+    for j in range(6):
+        reduced = v[~bits[:, j]]  # coalitions without j, in increasing mask order = the 5-player bitmask order
+        np.testing.assert_allclose(np.delete(cond[j], j), brute_force_shapley(reduced, 5), atol=1e-12)
+        assert cond[j, j] == 0.0
+
+
 def test_weights_sum_to_one_per_player():
     for n in (1, 6, 12):
-        w = S.shapley_weights(n)
+        w = G.shapley_weights(n)
         sizes = np.array([math.comb(n - 1, s) for s in range(n)])
         assert float(w @ sizes) == pytest.approx(1.0, abs=1e-14)
 
@@ -106,7 +135,7 @@ def test_permutation_estimate_is_efficient_and_close_to_exact():
     bits = S.coalition_bits(np.arange(2**n), n).astype(float)
     weights, pair = rng.normal(size=n), rng.normal(size=(n, n)) / n
     v = bits @ weights + np.einsum("ki,ij,kj->k", bits, np.triu(pair, 1), bits)  # additive + interactions
-    exact = S.shapley_from_values(v, n)
+    exact = G.shapley_from_values(v, n)
     calls = []
 
     def value_fn(masks: np.ndarray) -> np.ndarray:
@@ -299,7 +328,7 @@ def test_attribute_extra_shapes_channels_and_checks():
     scores, names, qc, coalitions = S.attribute_extra(model, images, labels, "shapley_road", channels, settings)
     assert scores.shape == (2, 1, 6) and names == ("all",)
     assert coalitions.shape == (2, 64)  # all coalition values, for the deletion curves
-    np.testing.assert_allclose(S.shapley_from_values(coalitions, 6), scores[:, 0], atol=1e-12)
+    np.testing.assert_allclose(G.shapley_from_values(coalitions, 6), scores[:, 0], atol=1e-12)
     assert set(qc["check"]) == {"efficiency_error", "f_full", "f_empty", "max_standard_error", "n_evaluations"}
     assert qc.loc[qc["check"] == "efficiency_error", "value"].max() < 1e-9
     f_full = qc.loc[qc["check"] == "f_full", "value"].to_numpy()

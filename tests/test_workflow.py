@@ -55,6 +55,8 @@ def smoke(tmp_path_factory) -> dict:
     only_gradcam.write_text("attribution:\n  methods: [gradcam]\nreport:\n  paper_method: gradcam\n")
     more_resamples = work / "more_resamples.yaml"
     more_resamples.write_text("bootstrap:\n  n_resamples: 300\n")
+    no_margin = work / "no_margin.yaml"
+    no_margin.write_text("attribution:\n  membrane_margin: 0\n")
     first = snakemake(work, configs=(only_gradcam,))
     assert first.returncode == 0, first.stderr[-4000:]
     add_method = snakemake(work, "-n")
@@ -63,6 +65,7 @@ def smoke(tmp_path_factory) -> dict:
     assert second.returncode == 0, second.stderr[-4000:]
     nothing = snakemake(work, "-n")
     change_bootstrap = snakemake(work, "-n", configs=(more_resamples,))
+    change_margin = snakemake(work, "-n", configs=(no_margin,))
     return {
         "work": work,
         "results": work / "results",
@@ -70,6 +73,8 @@ def smoke(tmp_path_factory) -> dict:
         "add_method_text": add_method.stdout + add_method.stderr,
         "nothing": nothing.stdout + nothing.stderr,
         "change_bootstrap": planned_jobs(change_bootstrap.stdout + change_bootstrap.stderr),
+        "change_margin": planned_jobs(change_margin.stdout + change_margin.stderr),
+        "change_margin_text": change_margin.stdout + change_margin.stderr,
     }
 
 
@@ -103,6 +108,20 @@ def test_changing_n_resamples_reruns_only_statistics(smoke):
     assert smoke["change_bootstrap"] == {
         "statistics": 1, "calls": 1, "figure_saliency": 1, "figure_performance": 1, "figure_calls": 1, "all": 1,
     }
+
+
+def test_changing_the_membrane_margin_reattributes_only_removal_methods(smoke):
+    """Voxel maps do not depend on the layer regions, so only the removal method is attributed again; every
+    method is aggregated again, and no model is retrained."""
+    jobs = smoke["change_margin"]
+    n_jobs = 3 * 2  # 3 modalities x 2 folds; one null replicate
+    n_methods = 3  # gradcam, integrated_gradients, shapley_background
+    assert jobs["attribute"] == n_jobs and jobs["attribute_null"] == n_jobs
+    assert jobs["aggregate"] == n_methods * n_jobs and jobs["aggregate_null"] == n_methods * n_jobs
+    assert jobs["sanity"] == 3 and jobs["robustness"] == 3 and jobs["calls"] == 1
+    assert "train" not in jobs and "train_null" not in jobs and "split" not in jobs
+    attribute_jobs = smoke["change_margin_text"].split("rule attribute")[1:]
+    assert attribute_jobs and all("method=shapley_background" in job.split("rule ")[0] for job in attribute_jobs)
 
 
 def test_outputs_exist(smoke):

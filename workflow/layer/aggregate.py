@@ -33,6 +33,7 @@ import pandas as pd
 
 from layer.io import load_arrays, load_nifti
 from layer.names import BACKGROUND, LAYERS, N_LAYERS
+from layer.regions import membrane_regions
 
 #: Quantities that exist once per part, in output order.
 PART_QUANTITIES: tuple[str, ...] = ("mass", "mass_share", "density", "gain")
@@ -427,9 +428,12 @@ def score_masses(scores: np.ndarray) -> np.ndarray:
     return np.insert(layer_mass, BACKGROUND, 0.0, axis=2)
 
 
-def aggregate_job(path: str, sheet: pd.DataFrame, scans_per_chunk: int = 64) -> pd.DataFrame:
+def aggregate_job(
+    path: str, sheet: pd.DataFrame, membrane_margin: int = 0, scans_per_chunk: int = 64
+) -> pd.DataFrame:
     """Per-layer scores of one attribution job (modality x method x fold): voxel ``maps`` or layer
-    ``scores`` (``layer.attribution.save_attribution``).
+    ``scores`` (``layer.attribution.save_attribution``), read in the attribution regions
+    (``layer.regions.membrane_regions`` with ``membrane_margin``).
 
     Label maps are read from the sheet's ``layers`` paths, a chunk of scans at a time, so that memory
     stays bounded at paper scale (4,000 scans).
@@ -447,7 +451,9 @@ def aggregate_job(path: str, sheet: pd.DataFrame, scans_per_chunk: int = 64) -> 
     parts = [_long_table(np.zeros((0, len(channels), N_LAYERS, len(measure_names()))), [], channels)]
     for s0 in range(0, len(scan_ids), scans_per_chunk):
         ids = scan_ids[s0 : s0 + scans_per_chunk]
-        layers = np.stack([_as_labels(load_nifti(rows.at[sid, "layers"])[0]) for sid in ids])
+        layers = membrane_regions(
+            np.stack([_as_labels(load_nifti(rows.at[sid, "layers"])[0]) for sid in ids]), membrane_margin
+        )
         if "scores" in arrays:
             counts = _label_counts(layers.reshape(len(ids), -1))
             values = _scan_measures(score_masses(arrays["scores"][s0 : s0 + scans_per_chunk]), counts)

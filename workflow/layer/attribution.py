@@ -33,6 +33,7 @@ from layer import data
 from layer.io import load_nifti, save_arrays, save_nifti
 from layer.model import GRADCAM_LAYERS
 from layer.names import CHANNELS, LABEL_VALUES
+from layer.regions import membrane_regions
 from layer.shapley import EXTRA_METHODS, attribute_extra
 from layer.train import load_model
 
@@ -97,6 +98,7 @@ class AttributionSettings:
     road_iterations: int = 4
     road_noise: float = 0.01
     seed: int = 0
+    membrane_margin: int = 0
 
     @classmethod
     def from_params(cls, params: object) -> AttributionSettings:
@@ -217,7 +219,8 @@ def load_fold_scans(
     items = data.make_items(sheet, ids)
     dataset = data.cached_dataset(items, data.preprocessing(modality, spec.bmode_max, spec.swe_scale, True))
     images = data.stack(dataset)
-    layers = np.stack([np.asarray(d["layers"][0]) for d in dataset]).astype(np.int16)
+    layers = membrane_regions(np.stack([np.asarray(d["layers"][0]) for d in dataset]).astype(np.int16),
+                              settings.membrane_margin)
     background = None
     if with_background:
         train_ids = sorted(this.loc[this["role"] == "train", "scan_id"].astype(str))[: settings.n_background]

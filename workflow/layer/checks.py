@@ -24,6 +24,7 @@ import pandas as pd
 from scipy import stats as sps
 from sklearn.metrics import roc_auc_score
 
+from layer.games import shapley_from_values
 from layer.names import LAYERS, N_LAYERS
 
 
@@ -146,7 +147,7 @@ def faithfulness_tables(
     def auc(x: np.ndarray) -> float:
         return float(roc_auc_score(y, x)) if both_classes else float("nan")
 
-    phi = _shapley(v, n)
+    phi = shapley_from_values(v, n)
     methods = dict(contributions)
     methods["shapley_exact"] = pd.DataFrame(phi, index=scan_ids, columns=list(LAYERS))
     curve_rows, summary_rows = [], []
@@ -179,18 +180,6 @@ def faithfulness_tables(
     )
     curves = pd.DataFrame(curve_rows, columns=["method", "step", "mean_drop", "auc"])
     return curves, summary
-
-
-def _shapley(values: np.ndarray, n: int) -> np.ndarray:
-    """Exact Shapley values from all coalition values (the formula of ``layer.shapley``, torch-free)."""
-    masks = np.arange(2**n, dtype=np.int64)
-    size = np.array([bin(m).count("1") for m in masks])
-    w = np.array([math.factorial(s) * math.factorial(n - s - 1) / math.factorial(n) for s in range(n)])
-    phi = np.empty(values.shape[:-1] + (n,))
-    for i in range(n):
-        without = masks[((masks >> i) & 1) == 0]
-        phi[..., i] = (values[..., without | (1 << i)] - values[..., without]) @ w[size[without]]
-    return phi
 
 
 def layer_profile(table: pd.DataFrame, measure: str = PROFILE_MEASURE) -> pd.Series:

@@ -19,12 +19,16 @@ treats the null mean as known).
 
 from __future__ import annotations
 
+import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from layer.games import conditional_shapley
+from layer.io import load_arrays
 from layer.names import LAYERS, MODALITIES
 from layer.stats import ScanCube, _draw_counts, _subject_codes, cluster_bootstrap_mean, scan_cube
 
@@ -396,6 +400,98 @@ def label_permutation_test(
     return observed, (1.0 + hits) / (1.0 + n_permutations)
 
 
+@dataclass(frozen=True)
+class ConditionalValues:
+    """Per-scan conditional layer Shapley values of one modality x exact six-layer Shapley method:
+    ``trained [n_scans, j, i]`` (layer i's value with layer j held absent, ``layer.games``) and ``null [R,
+    n_scans, j, i]`` of the null replicates, on the scans ``scans`` (the null models score the same scans)."""
+
+    scans: list[str]
+    trained: np.ndarray
+    null: np.ndarray
+
+
+_COALITION_PATH = re.compile(r"(?:null/r(\d+)/)?attribution/([^/]+)/([^/]+)/fold\d+\.npz$")
+
+
+def load_conditional(paths: Sequence[str]) -> dict[tuple[str, str], ConditionalValues]:
+    """Conditional values of every (modality, method) from its attribution files (trained and null runs,
+    told apart by their ``null/r<k>/`` path), read from the stored coalition values of exact Shapley."""
+    parts: dict[tuple[str, str], dict[int, list[tuple[list[str], np.ndarray]]]] = {}
+    for path in paths:
+        match = _COALITION_PATH.search(str(path).replace("\\", "/"))
+        if match is None:
+            raise ValueError(f"{path}: not an attribution file (.../attribution/<modality>/<method>/fold<k>.npz)")
+        arrays = load_arrays(path)
+        if "coalitions" not in arrays or arrays["coalitions"].shape[-1] != 2 ** len(LAYERS):
+            raise ValueError(f"{path}: no values of the 64 layer coalitions (not an exact six-layer Shapley job)")
+        run = -1 if match.group(1) is None else int(match.group(1))
+        key = (match.group(2), match.group(3))
+        parts.setdefault(key, {}).setdefault(run, []).append(
+            ([str(x) for x in arrays["scan_ids"]], conditional_shapley(arrays["coalitions"], len(LAYERS)))
+        )
+    out = {}
+    for key, runs in parts.items():
+        if -1 not in runs:
+            raise ValueError(f"no trained-model coalition values for {key[0]} / {key[1]}")
+        scans = [sid for ids, _ in runs[-1] for sid in ids]
+
+        def stacked(run: int, key=key) -> np.ndarray:
+            ids = [sid for ids, _ in runs[run] for sid in ids]
+            values = np.concatenate([v for _, v in runs[run]])
+            position = {sid: i for i, sid in enumerate(ids)}
+            missing = [sid for sid in scans if sid not in position]
+            if missing:
+                raise ValueError(f"null run {run} of {key[0]} / {key[1]} did not score scans {missing[:5]}")
+            return values[[position[sid] for sid in scans]]
+
+        nulls = sorted(r for r in runs if r >= 0)
+        null = np.stack([stacked(r) for r in nulls]) if nulls else np.zeros((0, len(scans), 6, 6))
+        out[key] = ConditionalValues(scans, stacked(-1), null)
+    return out
+
+
+CONDITIONAL_COLUMNS = ("layer", "without", "estimate", "p_value", "p_holm")
+
+
+def conditional_calls(
+    cv: ConditionalValues,
+    scans: list[str],
+    y: np.ndarray,
+    subjects: np.ndarray,
+    candidates: np.ndarray,
+    n_permutations: int,
+    seed: int,
+) -> pd.DataFrame:
+    """Does each candidate layer drive on its own, or only through an interaction with another candidate?
+
+    For every ordered pair of candidate layers (i, j): the null-calibrated label gap of i's Shapley value
+    with j held absent, tested like the layer's own gap (:func:`label_permutation_test`). A layer's
+    conditional p is its largest over j (an intersection-union test: it must survive the removal of every
+    other candidate), Holm-corrected over the candidates. Columns :data:`CONDITIONAL_COLUMNS` (``p_holm``
+    repeats the layer's adjusted conditional p on each of its rows).
+    """
+    position = {sid: i for i, sid in enumerate(cv.scans)}
+    missing = [sid for sid in scans if sid not in position]
+    if missing:
+        raise ValueError(f"no coalition values for scans {missing[:5]}")
+    rows = [position[sid] for sid in scans]
+    pairs = [(i, j) for i in candidates for j in candidates if i != j]
+    if not pairs:
+        return pd.DataFrame(columns=list(CONDITIONAL_COLUMNS))
+    t = np.stack([cv.trained[rows, j, i] for i, j in pairs], axis=1)
+    z = np.stack([cv.null[:, rows, j, i] for i, j in pairs], axis=2) if len(cv.null) else np.zeros((1,) + t.shape)
+    estimate = label_gap(t, y).mean(axis=0) - np.mean([label_gap(zr, y).mean(axis=0) for zr in z], axis=0)
+    _, p = label_permutation_test(t - z.mean(axis=0), y, subjects, n_permutations, seed)
+    table = pd.DataFrame({
+        "layer": [LAYERS[i] for i, _ in pairs], "without": [LAYERS[j] for _, j in pairs],
+        "estimate": estimate, "p_value": p,
+    })
+    worst = table.groupby("layer", sort=False)["p_value"].max()
+    table["p_holm"] = table["layer"].map(dict(zip(worst.index, holm(worst.to_numpy()))))
+    return table[list(CONDITIONAL_COLUMNS)]
+
+
 def _aligned(cube: ScanCube, scans: list[str], name: str) -> np.ndarray:
     """``cube.values`` reordered to ``scans``; raises if a scan is missing (null models score the same scans)."""
     position = {sid: i for i, sid in enumerate(cube.scans)}
@@ -416,8 +512,10 @@ def _families(
     alpha: float,
     n_permutations: int,
     test: str,
+    conditional: Mapping[tuple[str, str], ConditionalValues] | None = None,
 ):
-    """Yield (calls of one family, its per-scan excess ``[n_scans, 6]``, subjects); see :func:`layer_calls_table`."""
+    """Yield (calls of one family, its per-scan excess ``[n_scans, 6]``, subjects, conditional tests or None);
+    see :func:`layer_calls_table`."""
     need = {"scan_id", "subject_id", "layer", "measure", "value", *FAMILY_KEYS}
     for name, table, required in (("trained", trained, need), ("null", null, need | {"null_model"})):
         missing = required - set(table.columns)
@@ -464,13 +562,23 @@ def _families(
                     excess_scan = t - _nanmean0(z)
                 calib["p_holm"] = holm(calib["p_value"].to_numpy())
                 calib["driving"] = (calib["excess"] > 0) & (calib["p_holm"] <= alpha)
+                cond = None
+                cv = (conditional or {}).get((modality, method))
+                if measure == LABEL_GAP and cv is not None and len(cube.channels) == 1:
+                    candidates = np.flatnonzero(calib["driving"].to_numpy())
+                    cond = conditional_calls(cv, cube.scans, y, cube.subjects, candidates, n_permutations, seed)
+                    if len(cond):
+                        adjusted = cond.groupby("layer")["p_holm"].first()
+                        joint = np.maximum(calib["p_holm"].to_numpy(), pd.Series(LAYERS).map(adjusted).fillna(0.0).to_numpy())
+                        calib["p_holm"] = joint
+                        calib["driving"] = (calib["excess"] > 0) & (calib["p_holm"] <= alpha)
                 calib["top1_frequency"] = top1_frequency(excess_scan, cube.subjects, n_resamples, seed)
                 calib.insert(0, "measure", measure)
                 calib.insert(0, "layer", list(LAYERS))
                 calib.insert(0, "channel", channel)
                 calib.insert(0, "method", method)
                 calib.insert(0, "modality", modality)
-                yield calib, excess_scan, cube.subjects
+                yield calib, excess_scan, cube.subjects, cond
 
 
 def layer_calls_table(
@@ -537,21 +645,35 @@ def calls_and_contrasts(
     test: str = "null_models",
     contrast_method: str = "",
     contrast_measure: str = LABEL_GAP,
+    conditional: Mapping[tuple[str, str], ConditionalValues] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """:func:`layer_calls_table` and, for ``contrast_method`` x ``contrast_measure``, within-subject
     contrasts of the per-scan excess: ``dfm_minus_muscle``, ``non_muscle_minus_muscle`` (the five upper
     layers together against the muscle, the paper's fused comparison) and each layer against the mean of
-    the other five, with two-sided subject-level sign-flip p-values, Holm-corrected per family."""
+    the other five, with two-sided subject-level sign-flip p-values, Holm-corrected per family.
+
+    ``conditional`` (exact six-layer Shapley methods, :func:`load_conditional`): where two or more layers
+    pass the label-gap test, each must also pass it with every other such layer held absent
+    (:func:`conditional_calls`); its ``p_holm`` becomes the larger of the two adjusted p-values, and the
+    pair tests are added to the contrasts as ``<layer>_without_<other>`` (one-sided, ``exact`` False).
+    A layer whose gap is only its share of an interaction with a driving neighbour is then not called."""
     parts, rows = [], []
     names, weights = contrast_weights(LAYERS, pairs=(("dfm", "muscle"),), one_vs_rest=True)
     non_muscle = np.where(np.asarray(LAYERS) == "muscle", -1.0, 1.0)
     names = names[:1] + ["non_muscle_minus_muscle"] + names[1:]
     weights = np.vstack([weights[:1], non_muscle, weights[1:]])
-    for calib, excess_scan, subjects in _families(
-        trained, null, labels, measures, n_resamples, confidence_level, seed, alpha, n_permutations, test
+    for calib, excess_scan, subjects, cond in _families(
+        trained, null, labels, measures, n_resamples, confidence_level, seed, alpha, n_permutations, test,
+        conditional,
     ):
         parts.append(calib)
         first = calib.iloc[0]
+        if cond is not None and len(cond):
+            rows.append(pd.DataFrame({
+                "modality": first["modality"], "method": first["method"], "channel": first["channel"],
+                "measure": first["measure"], "contrast": cond["layer"] + "_without_" + cond["without"],
+                "estimate": cond["estimate"], "p_value": cond["p_value"], "p_holm": cond["p_holm"], "exact": False,
+            }))
         if first["method"] != contrast_method or first["measure"] != contrast_measure:
             continue
         estimate, p, exact = sign_flip_test(excess_scan @ weights.T, subjects, n_permutations, seed)
@@ -566,6 +688,9 @@ def calls_and_contrasts(
 
 __all__ = [
     "CALLS_COLUMNS",
+    "ConditionalValues",
+    "conditional_calls",
+    "load_conditional",
     "contrast_weights",
     "LABEL_GAP",
     "holm",

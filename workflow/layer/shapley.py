@@ -62,6 +62,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
+from layer.games import shapley_from_values
 from layer.names import LAYERS, N_LAYERS
 
 REMOVAL_OPERATORS: tuple[str, ...] = ("mean", "road", "blur", "background")
@@ -357,31 +358,6 @@ def coalition_values(
             filled = apply_removal(image, removed_masks(absent, index), reference, operator, settings)
             out[s0 : s0 + batch_size] = model(filled.to(device=device, dtype=dtype))[:, 0].double().cpu().numpy()
     return out
-
-
-def shapley_weights(n_players: int) -> np.ndarray:
-    """``w[s] = s! (n - s - 1)! / n!`` for s = 0..n-1, exact integers divided in float64."""
-    total = math.factorial(n_players)
-    return np.array([math.factorial(s) * math.factorial(n_players - s - 1) / total for s in range(n_players)])
-
-
-def shapley_from_values(values: np.ndarray, n_players: int) -> np.ndarray:
-    """Exact Shapley values ``[..., n]`` from the values of all 2^n coalitions ``[..., 2^n]`` (bitmask order).
-
-    phi_i = sum over S not containing i of |S|! (n-|S|-1)! / n! * (v(S + i) - v(S)) (Shapley 1953).
-    """
-    v = np.asarray(values, dtype=np.float64)
-    if v.shape[-1] != 2**n_players:
-        raise ValueError(f"need 2^{n_players} = {2**n_players} coalition values, got {v.shape[-1]}")
-    masks = np.arange(2**n_players, dtype=np.int64)
-    size = np.array([bin(m).count("1") for m in masks])
-    w = shapley_weights(n_players)
-    phi = np.empty(v.shape[:-1] + (n_players,))
-    for i in range(n_players):
-        without = masks[((masks >> i) & 1) == 0]
-        gain = v[..., without | (1 << i)] - v[..., without]
-        phi[..., i] = gain @ w[size[without]]
-    return phi
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,17 @@ rule attribute:
         road_iterations=config["attribution"]["road_iterations"],
         road_noise=config["attribution"]["road_noise"],
         seed=config["attribution"]["seed"],
-        code=layer_code("data", "model", "train", "attribution", "shapley"),
+        membrane_margin=removal_only(config["attribution"]["membrane_margin"]),
+        code=layer_code(
+            "data",
+            "model",
+            "train",
+            "attribution",
+            "shapley",
+            "regions",
+            "robustness",
+            "games",
+        ),
     script:
         "../scripts/attribute.py"
 
@@ -84,7 +94,8 @@ rule aggregate:
         mem_mb=4000,
         runtime=60,
     params:
-        code=layer_code("aggregate"),
+        membrane_margin=config["attribution"]["membrane_margin"],
+        code=layer_code("aggregate", "regions", "robustness"),
     script:
         "../scripts/aggregate.py"
 

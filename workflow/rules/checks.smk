@@ -30,8 +30,19 @@ rule sanity:
         road_iterations=config["attribution"]["road_iterations"],
         road_noise=config["attribution"]["road_noise"],
         seed=config["attribution"]["seed"],
+        membrane_margin=config["attribution"]["membrane_margin"],
         code=layer_code(
-            "data", "model", "train", "attribution", "shapley", "checks", "aggregate"
+            "data",
+            "model",
+            "train",
+            "attribution",
+            "shapley",
+            "checks",
+            "aggregate",
+            "perturb",
+            "regions",
+            "robustness",
+            "games",
         ),
     script:
         "../scripts/check_profiles.py"
@@ -69,6 +80,7 @@ rule robustness:
         road_iterations=config["attribution"]["road_iterations"],
         road_noise=config["attribution"]["road_noise"],
         seed=config["attribution"]["seed"],
+        membrane_margin=config["attribution"]["membrane_margin"],
         code=layer_code(
             "data",
             "model",
@@ -77,7 +89,10 @@ rule robustness:
             "shapley",
             "checks",
             "aggregate",
+            "perturb",
+            "regions",
             "robustness",
+            "games",
         ),
     script:
         "../scripts/check_profiles.py"
@@ -126,6 +141,6 @@ rule checks:
         runtime=30,
     params:
         sanity_threshold=config["checks"]["sanity_threshold"],
-        code=layer_code("checks", "stats", "aggregate", "inference"),
+        code=layer_code("checks", "stats", "aggregate", "inference", "games"),
     script:
         "../scripts/checks.py"

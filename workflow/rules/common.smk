@@ -1,4 +1,5 @@
 import hashlib
+import re
 from pathlib import Path
 
 LAYER_DIR = Path(workflow.basedir) / "workflow" / "layer"
@@ -43,6 +44,13 @@ METHOD_PATTERN = (
 )
 
 
+def removal_only(value):
+    """A param that only removal methods (ablation_*, shapley_*) read: 0 for the voxel-map methods, so that
+    changing it reruns their attribution jobs only (a voxel map does not depend on the layer regions).
+    """
+    return lambda w: value if w.method.startswith(("ablation_", "shapley_")) else 0
+
+
 def null_seed(replicate):
     """Seed of the label permutation of one null replicate (same for every modality and fold)."""
     return int(config["null"]["seed"]) + int(replicate)
@@ -65,6 +73,30 @@ def null_aggregated():
         method=METHODS,
         fold=FOLDS,
     )
+
+
+def coalition_files(root="results", modalities=None, methods=None):
+    """Attribution files (trained and null runs) of the exact six-layer Shapley methods among ``methods``:
+    their stored coalition values give the conditional layer calls (layer.inference.conditional_calls).
+    """
+    exact = [
+        m
+        for m in (methods or METHODS)
+        if re.fullmatch(r"shapley_(mean|road|blur|background)", m)
+    ]
+    runs = [""] + [f"null/r{r}/" for r in REPLICATES]
+
+    def inputs(wildcards):
+        return expand(
+            f"{root}/{{run}}attribution/{{modality}}/{{method}}/fold{{fold}}.npz",
+            run=runs,
+            modality=modalities or MODALITIES,
+            method=exact,
+            fold=FOLDS,
+            **dict(wildcards.items()),
+        )
+
+    return inputs
 
 
 def shapley_method():

@@ -115,7 +115,9 @@ rule figure_calls:
     params:
         method=config["report"]["primary_method"],
         measure=config["report"]["primary_measure"],
-        code=layer_code("figures", "figures_calls", "inference", "stats", "aggregate"),
+        code=layer_code(
+            "figures", "figures_calls", "inference", "stats", "aggregate", "games"
+        ),
     script:
         "../scripts/figure_calls.py"
 
@@ -142,6 +144,8 @@ rule figure_checks:
         mem_mb=2000,
         runtime=15,
     params:
-        code=layer_code("figures", "figures_calls", "inference", "stats", "aggregate"),
+        code=layer_code(
+            "figures", "figures_calls", "inference", "stats", "aggregate", "games"
+        ),
     script:
         "../scripts/figure_checks.py"

@@ -50,6 +50,7 @@ rule calls:
         sheet="results/cohort/validated.tsv",
         aggregated=aggregated(),
         null=null_aggregated(),
+        coalitions=coalition_files(),
     output:
         calls=report(
             "results/stats/layer_calls.tsv",
@@ -81,6 +82,6 @@ rule calls:
         seed=config["bootstrap"]["seed"],
         primary_method=config["report"]["primary_method"],
         primary_measure=config["report"]["primary_measure"],
-        code=layer_code("inference", "stats", "aggregate"),
+        code=layer_code("inference", "stats", "aggregate", "games"),
     script:
         "../scripts/calls.py"

@@ -172,6 +172,7 @@ use rule calls as v_calls with:
         sheet=f"{V}/cohort/validated.tsv",
         aggregated=v_aggregated(null=False),
         null=v_aggregated(null=True),
+        coalitions=coalition_files(V, V_MODALITIES, V_METHODS),
     output:
         calls=f"{V}/stats/layer_calls.tsv",
         contrasts=f"{V}/stats/layer_contrasts.tsv",
@@ -259,7 +260,13 @@ rule validation_summary:
     params:
         learned_auc=config["validation"]["learned_auc"],
         code=layer_code(
-            "recovery", "figures", "figures_calls", "stats", "aggregate", "inference"
+            "recovery",
+            "figures",
+            "figures_calls",
+            "stats",
+            "aggregate",
+            "inference",
+            "games",
         ),
     script:
         "../scripts/validation_summary.py"

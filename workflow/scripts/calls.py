@@ -8,7 +8,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-from layer.inference import calls_and_contrasts  # noqa: E402
+from layer.inference import calls_and_contrasts, load_conditional  # noqa: E402
 from layer.io import read_tsv, write_tsv  # noqa: E402
 from layer.logs import log_to  # noqa: E402
 
@@ -24,6 +24,7 @@ null = pd.concat(
 calls, contrasts = calls_and_contrasts(
     trained, null, labels, p.measures, p.n_resamples, p.confidence_level, p.seed, p.alpha, p.n_permutations, p.test,
     contrast_method=p.primary_method, contrast_measure=p.primary_measure,
+    conditional=load_conditional(snakemake.input.coalitions),
 )
 write_tsv(calls, snakemake.output.calls)
 write_tsv(contrasts, snakemake.output.contrasts)
