@@ -54,7 +54,7 @@ def build_layer_calls(calls: pd.DataFrame, method: str, measure: str) -> Figure:
         ax.set_title(f"{modality} (channel {part['channel'].iloc[0]})", fontsize=9)
     axes[0].set_ylabel(f"excess {measure} over null models")
     handles = [
-        Line2D([], [], color="#c0392b", lw=6, label="driving (Holm p <= alpha)"),
+        Line2D([], [], color="#c0392b", lw=6, label="driving (Holm p <= alpha, also without the other drivers)"),
         Line2D([], [], color="#7f8c8d", lw=6, label="not driving"),
         Line2D([], [], marker="o", markerfacecolor="white", markeredgecolor="black", ls="", label="null-model mean"),
     ]
