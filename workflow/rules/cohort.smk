@@ -16,16 +16,18 @@ rule validate_cohort:
         mem_mb=4000,
         runtime=60,
     params:
-        n_folds=config["split"]["n_folds"],
-        affine_tolerance_mm=config["validate"]["affine_tolerance_mm"],
-        swe_max_nan_in_box=config["validate"]["swe_max_nan_in_box"],
-        absent_layer=config["validate"]["absent_layer"],
-        allow_outside_paths=config["validate"]["allow_outside_paths"],
-        spacing_tolerance=config["validate"]["spacing_tolerance"],
-        bmode_max=config["input"]["bmode_max"],
-        val_fraction=config["split"]["val_fraction"],
-        split_seed=config["split"]["seed"],
-        code=layer_code("validate", "split"),
+        **signed(
+            n_folds=config["split"]["n_folds"],
+            affine_tolerance_mm=config["validate"]["affine_tolerance_mm"],
+            swe_max_nan_in_box=config["validate"]["swe_max_nan_in_box"],
+            absent_layer=config["validate"]["absent_layer"],
+            allow_outside_paths=config["validate"]["allow_outside_paths"],
+            spacing_tolerance=config["validate"]["spacing_tolerance"],
+            bmode_max=config["input"]["bmode_max"],
+            val_fraction=config["split"]["val_fraction"],
+            split_seed=config["split"]["seed"],
+            code=layer_code("validate", "split"),
+        ),
     script:
         "../scripts/validate_cohort.py"
 
@@ -51,9 +53,11 @@ rule split:
         mem_mb=1000,
         runtime=10,
     params:
-        n_folds=config["split"]["n_folds"],
-        val_fraction=config["split"]["val_fraction"],
-        seed=config["split"]["seed"],
-        code=layer_code("split"),
+        **signed(
+            n_folds=config["split"]["n_folds"],
+            val_fraction=config["split"]["val_fraction"],
+            seed=config["split"]["seed"],
+            code=layer_code("split"),
+        ),
     script:
         "../scripts/split.py"

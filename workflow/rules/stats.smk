@@ -35,12 +35,14 @@ rule statistics:
         mem_mb=4000,
         runtime=60,
     params:
-        n_resamples=config["bootstrap"]["n_resamples"],
-        confidence_level=config["bootstrap"]["confidence_level"],
-        seed=config["bootstrap"]["seed"],
-        paper_method=config["report"]["paper_method"],
-        paper_measure=config["report"]["paper_measure"],
-        code=layer_code("stats", "aggregate"),
+        **signed(
+            n_resamples=config["bootstrap"]["n_resamples"],
+            confidence_level=config["bootstrap"]["confidence_level"],
+            seed=config["bootstrap"]["seed"],
+            paper_method=config["report"]["paper_method"],
+            paper_measure=config["report"]["paper_measure"],
+            code=layer_code("stats", "aggregate"),
+        ),
     script:
         "../scripts/statistics.py"
 
@@ -73,15 +75,17 @@ rule calls:
         mem_mb=4000,
         runtime=60,
     params:
-        measures=config["calls"]["measures"],
-        alpha=config["calls"]["alpha"],
-        test=config["calls"]["test"],
-        n_permutations=config["calls"]["n_permutations"],
-        n_resamples=config["bootstrap"]["n_resamples"],
-        confidence_level=config["bootstrap"]["confidence_level"],
-        seed=config["bootstrap"]["seed"],
-        primary_method=config["report"]["primary_method"],
-        primary_measure=config["report"]["primary_measure"],
-        code=layer_code("inference", "stats", "aggregate", "games"),
+        **signed(
+            measures=config["calls"]["measures"],
+            alpha=config["calls"]["alpha"],
+            test=config["calls"]["test"],
+            n_permutations=config["calls"]["n_permutations"],
+            n_resamples=config["bootstrap"]["n_resamples"],
+            confidence_level=config["bootstrap"]["confidence_level"],
+            seed=config["bootstrap"]["seed"],
+            primary_method=config["report"]["primary_method"],
+            primary_measure=config["report"]["primary_measure"],
+            code=layer_code("inference", "stats", "aggregate", "games"),
+        ),
     script:
         "../scripts/calls.py"

@@ -14,16 +14,18 @@ rule synth_chunk:
         mem_mb=2000,
         runtime=60,
     params:
-        preset=config["synthetic"]["preset"],
-        effects=config["synthetic"]["effects"],
-        n_subjects=config["synthetic"]["n_subjects"],
-        scans_per_subject=config["synthetic"]["scans_per_subject"],
-        shape=config["synthetic"]["shape"],
-        spacing=config["synthetic"]["spacing"],
-        label_noise=config["synthetic"]["label_noise"],
-        seed=config["synthetic"]["seed"],
-        chunks=config["synthetic"]["chunks"],
-        code=synth_code(),
+        **signed(
+            preset=config["synthetic"]["preset"],
+            effects=config["synthetic"]["effects"],
+            n_subjects=config["synthetic"]["n_subjects"],
+            scans_per_subject=config["synthetic"]["scans_per_subject"],
+            shape=config["synthetic"]["shape"],
+            spacing=config["synthetic"]["spacing"],
+            label_noise=config["synthetic"]["label_noise"],
+            seed=config["synthetic"]["seed"],
+            chunks=config["synthetic"]["chunks"],
+            code=synth_code(),
+        ),
     script:
         "../scripts/synth_chunk.py"
 
@@ -57,14 +59,16 @@ rule synth_cohort:
         mem_mb=2000,
         runtime=30,
     params:
-        preset=config["synthetic"]["preset"],
-        effects=config["synthetic"]["effects"],
-        n_subjects=config["synthetic"]["n_subjects"],
-        scans_per_subject=config["synthetic"]["scans_per_subject"],
-        shape=config["synthetic"]["shape"],
-        spacing=config["synthetic"]["spacing"],
-        label_noise=config["synthetic"]["label_noise"],
-        seed=config["synthetic"]["seed"],
-        code=synth_code(),
+        **signed(
+            preset=config["synthetic"]["preset"],
+            effects=config["synthetic"]["effects"],
+            n_subjects=config["synthetic"]["n_subjects"],
+            scans_per_subject=config["synthetic"]["scans_per_subject"],
+            shape=config["synthetic"]["shape"],
+            spacing=config["synthetic"]["spacing"],
+            label_noise=config["synthetic"]["label_noise"],
+            seed=config["synthetic"]["seed"],
+            code=synth_code(),
+        ),
     script:
         "../scripts/synth_cohort.py"

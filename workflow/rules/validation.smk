@@ -219,11 +219,13 @@ rule recovery:
         mem_mb=2000,
         runtime=15,
     params:
-        measure=config["report"]["primary_measure"],
-        n_resamples=config["bootstrap"]["n_resamples"],
-        confidence_level=config["bootstrap"]["confidence_level"],
-        seed=config["bootstrap"]["seed"],
-        code=layer_code("recovery", "stats", "aggregate"),
+        **signed(
+            measure=config["report"]["primary_measure"],
+            n_resamples=config["bootstrap"]["n_resamples"],
+            confidence_level=config["bootstrap"]["confidence_level"],
+            seed=config["bootstrap"]["seed"],
+            code=layer_code("recovery", "stats", "aggregate"),
+        ),
     script:
         "../scripts/recovery.py"
 
