@@ -79,6 +79,10 @@ def test_dilate_and_erode_one_layer(label_map):
     assert np.array_equal(counts(thinner)[3], np.maximum(before[3] - 2, 1))
     with pytest.raises(ValueError, match="needs layer"):
         R.perturb_layers(label_map, "dilate", np.random.default_rng(0))
+    # Only the random mode draws: dilate needs no generator, random refuses to run without one.
+    assert np.array_equal(R.perturb_layers(label_map, "dilate", layer="sfm"), grown)
+    with pytest.raises(ValueError, match="needs rng"):
+        R.perturb_layers(label_map, "random")
 
 
 # --------------------------------------------------------------------------------------------------

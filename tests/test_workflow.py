@@ -257,7 +257,14 @@ def validation(tmp_path_factory) -> dict:
     more = work / "more.yaml"
     more.write_text(TINY_VALIDATION.replace("run: [dfm_echogenicity]", 'run: [dfm_echogenicity, "null"]'))
     dry = snakemake(work, "validation", "-n", configs=(tiny, more))
-    return {"results": work / "results", "add_scenario": planned_jobs(dry.stdout + dry.stderr)}
+    other_study = work / "other_study.yaml"
+    other_study.write_text("synthetic:\n  preset: realistic\n  effects: []\n")
+    study_change = snakemake(work, "validation", "-n", configs=(tiny, other_study))
+    return {
+        "results": work / "results",
+        "add_scenario": planned_jobs(dry.stdout + dry.stderr),
+        "study_change": study_change.stdout + study_change.stderr,
+    }
 
 
 def test_validation_target_writes_recovery(validation):
@@ -284,3 +291,9 @@ def test_adding_a_scenario_plans_only_its_jobs(validation):
     # the added "null" scenario takes its size and chunks (2) from the smoke preset's synthetic block
     assert jobs["v_synth_chunk"] == 2 and jobs["v_train"] == 2 and jobs["v_train_null"] == 2
     assert jobs["recovery"] == 1 and jobs["validation_summary"] == 1
+
+
+def test_a_scenario_ignores_study_keys_it_sets_itself(validation):
+    """The scenario sets its own preset and effects, so switching the default study's preset reruns none
+    of its jobs (its synthesis jobs carry their own signature, not the study rule's)."""
+    assert "Nothing to be done" in validation["study_change"], validation["study_change"][-3000:]

@@ -6,8 +6,8 @@ A removal method evaluates the model on every coalition of the six layers (``lay
 Why the conditional values: Shapley splits an interaction equally between its players. A model that reads
 the DFM by its contrast with the dark deep fat above it has a DFM x deep-fat interaction that grows with
 the DFM's echogenicity, so half of it lands on the deep fat, whose own voxels carry nothing. Measured on a
-DFM-only cohort (README, "Attribution"): the deep fat's marginal contribution differed between patients
-and controls by 1.27 logits when the DFM was present and by 0.04 when it was absent.
+DFM-only cohort (README, "Attribution regions and conditional calls"): the deep fat's marginal contribution differed between patients
+and controls by 1.27 logits when the DFM was present and by 0.04 when it was absent (membrane margin 1).
 :func:`conditional_shapley` gives each layer's Shapley value in the game with another layer held absent,
 which separates the two.
 """

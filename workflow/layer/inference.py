@@ -431,23 +431,20 @@ def load_conditional(paths: Sequence[str]) -> dict[tuple[str, str], ConditionalV
             ([str(x) for x in arrays["scan_ids"]], conditional_shapley(arrays["coalitions"], len(LAYERS)))
         )
     out = {}
-    for key, runs in parts.items():
+    for (modality, method), runs in parts.items():
         if -1 not in runs:
-            raise ValueError(f"no trained-model coalition values for {key[0]} / {key[1]}")
+            raise ValueError(f"no trained-model coalition values for {modality} / {method}")
         scans = [sid for ids, _ in runs[-1] for sid in ids]
-
-        def stacked(run: int, key=key) -> np.ndarray:
-            ids = [sid for ids, _ in runs[run] for sid in ids]
-            values = np.concatenate([v for _, v in runs[run]])
-            position = {sid: i for i, sid in enumerate(ids)}
-            missing = [sid for sid in scans if sid not in position]
-            if missing:
-                raise ValueError(f"null run {run} of {key[0]} / {key[1]} did not score scans {missing[:5]}")
-            return values[[position[sid] for sid in scans]]
-
+        ordered = {
+            run: np.concatenate([v for _, v in pieces])[
+                _rows([sid for ids, _ in pieces for sid in ids], scans, f"{modality} / {method} " + ("trained models" if run < 0 else f"null run {run}"))
+            ]
+            for run, pieces in runs.items()
+        }
         nulls = sorted(r for r in runs if r >= 0)
-        null = np.stack([stacked(r) for r in nulls]) if nulls else np.zeros((0, len(scans), 6, 6))
-        out[key] = ConditionalValues(scans, stacked(-1), null)
+        n = len(LAYERS)
+        null = np.stack([ordered[r] for r in nulls]) if nulls else np.zeros((0, len(scans), n, n))
+        out[(modality, method)] = ConditionalValues(scans, ordered[-1], null)
     return out
 
 
@@ -471,11 +468,7 @@ def conditional_calls(
     other candidate), Holm-corrected over the candidates. Columns :data:`CONDITIONAL_COLUMNS` (``p_holm``
     repeats the layer's adjusted conditional p on each of its rows).
     """
-    position = {sid: i for i, sid in enumerate(cv.scans)}
-    missing = [sid for sid in scans if sid not in position]
-    if missing:
-        raise ValueError(f"no coalition values for scans {missing[:5]}")
-    rows = [position[sid] for sid in scans]
+    rows = _rows(cv.scans, scans, "the exact-Shapley coalition values")
     pairs = [(i, j) for i in candidates for j in candidates if i != j]
     if not pairs:
         return pd.DataFrame(columns=list(CONDITIONAL_COLUMNS))
@@ -492,13 +485,18 @@ def conditional_calls(
     return table[list(CONDITIONAL_COLUMNS)]
 
 
-def _aligned(cube: ScanCube, scans: list[str], name: str) -> np.ndarray:
-    """``cube.values`` reordered to ``scans``; raises if a scan is missing (null models score the same scans)."""
-    position = {sid: i for i, sid in enumerate(cube.scans)}
+def _rows(ids: Sequence[str], scans: Sequence[str], name: str) -> list[int]:
+    """Positions of ``scans`` in ``ids``; raises if one is missing (null models score the same scans)."""
+    position = {sid: i for i, sid in enumerate(ids)}
     missing = [sid for sid in scans if sid not in position]
     if missing:
         raise ValueError(f"{name} did not score scans {missing[:5]} that the trained models scored")
-    return cube.values[[position[sid] for sid in scans]]
+    return [position[sid] for sid in scans]
+
+
+def _aligned(cube: ScanCube, scans: list[str], name: str) -> np.ndarray:
+    """``cube.values`` reordered to ``scans``."""
+    return cube.values[_rows(cube.scans, scans, name)]
 
 
 def _families(
@@ -568,9 +566,8 @@ def _families(
                     candidates = np.flatnonzero(calib["driving"].to_numpy())
                     cond = conditional_calls(cv, cube.scans, y, cube.subjects, candidates, n_permutations, seed)
                     if len(cond):
-                        adjusted = cond.groupby("layer")["p_holm"].first()
-                        joint = np.maximum(calib["p_holm"].to_numpy(), pd.Series(LAYERS).map(adjusted).fillna(0.0).to_numpy())
-                        calib["p_holm"] = joint
+                        adjusted = cond.groupby("layer")["p_holm"].first().reindex(list(LAYERS), fill_value=0.0)
+                        calib["p_holm"] = np.maximum(calib["p_holm"].to_numpy(), adjusted.to_numpy())
                         calib["driving"] = (calib["excess"] > 0) & (calib["p_holm"] <= alpha)
                 calib["top1_frequency"] = top1_frequency(excess_scan, cube.subjects, n_resamples, seed)
                 calib.insert(0, "measure", measure)

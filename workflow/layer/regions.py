@@ -6,7 +6,7 @@ voxel just above or below a membrane still holds part of it, and because fascia 
 (0 dB against about -20 dB for fat, phantom.md) that part dominates the voxel's echo. A model that reads a
 membrane's echogenicity therefore reads it partly in voxels labelled fat or muscle, and every layer score
 (exact Shapley, ablation, voxel mass) credits those layers with the membrane's signal. Measured on a cohort
-whose only driver is DFM echogenicity (d 2.5, 400 subjects, README "Attribution"): with the drawn labels the
+whose only driver is DFM echogenicity (d 2.5, 400 subjects, README "Attribution regions and conditional calls"): with the drawn labels the
 deep fat was called driving next to the DFM; with the DFM mask one voxel thicker its contribution fell from
 0.91 to 0.55 logits and the DFM's rose from 2.04 to 2.72.
 
@@ -45,7 +45,7 @@ def membrane_regions(layers: np.ndarray, margin: int) -> np.ndarray:
     out = arr
     for _ in range(margin):
         for name in MEMBRANES:
-            out = perturb_layers(out, "dilate", np.random.default_rng(0), name)
+            out = perturb_layers(out, "dilate", layer=name)
     return out.astype(arr.dtype, copy=False)
 
 

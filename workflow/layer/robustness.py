@@ -97,7 +97,7 @@ def enforce_order(bounds: np.ndarray, min_thickness: np.ndarray, depth: int) -> 
 
 
 def perturb_layers(
-    layers: np.ndarray, mode: str, rng: np.random.Generator, layer: str | None = None
+    layers: np.ndarray, mode: str, rng: np.random.Generator | None = None, layer: str | None = None
 ) -> np.ndarray:
     """Label map with interfaces moved by one voxel along depth.
 
@@ -121,6 +121,8 @@ def perturb_layers(
     elif mode == "shallower":
         shift = -np.ones(N_INTERFACES, dtype=np.int64)
     elif mode == "random":
+        if rng is None:
+            raise ValueError("mode 'random' needs rng=")
         shift = rng.choice(np.array([-1, 1]), size=N_INTERFACES)
     else:
         raise ValueError(f"unknown perturbation mode '{mode}'; choose one of {', '.join(PERTURB_MODES)}")

@@ -51,10 +51,15 @@ def signed(**params):
     change of one param to a value another param already holds is not seen (measured: with ``seed`` 0 and
     ``n_examples`` 1 in the attribute rule, ``attribution.membrane_margin`` 1 -> 0 reran nothing).
     """
-    named = ";".join(f"{k}={v!r}" for k, v in sorted(params.items()) if k != "code")
-    # A hash, not the text: Snakemake formats string params with wildcards, and reprs hold braces.
-    params["signature"] = hashlib.sha256(named.encode()).hexdigest()[:16]
+    params["signature"] = signature(params)
     return params
+
+
+def signature(params):
+    """Hash of the names and values of ``params`` (``code`` left out: it is its own param). A hash, not the
+    text: Snakemake formats string params with wildcards, and reprs hold braces."""
+    named = ";".join(f"{k}={v!r}" for k, v in sorted(params.items()) if k != "code")
+    return hashlib.sha256(named.encode()).hexdigest()[:16]
 
 
 def null_seed(replicate):
@@ -166,6 +171,13 @@ def scenario(wildcards):
 
 def synth_param(key):
     return lambda wildcards: scenario(wildcards)[key]
+
+
+def scenario_signature(*keys):
+    """The ``signature`` param of a scenario's synthesis job: its own values of ``keys``. Without it the
+    job would inherit the study rule's signature of the `synthetic:` block, and switching the default
+    study's preset would rerun every scenario."""
+    return lambda wildcards: signature({k: scenario(wildcards)[k] for k in keys})
 
 
 def scenario_chunks(wildcards, pattern):

@@ -1,19 +1,17 @@
 # Ground-truth recovery study (target `validation`): the study DAG on each planted scenario and seed, under
 # results/validation/{scenario}/seed{vseed}/, reusing the study's rules with `use rule ... with:`.
 
-SYNTH_PARAMS = {
-    key: synth_param(key)
-    for key in (
-        "preset",
-        "effects",
-        "n_subjects",
-        "scans_per_subject",
-        "shape",
-        "spacing",
-        "label_noise",
-        "seed",
-    )
-}
+SYNTH_KEYS = (
+    "preset",
+    "effects",
+    "n_subjects",
+    "scans_per_subject",
+    "shape",
+    "spacing",
+    "label_noise",
+    "seed",
+)
+SYNTH_PARAMS = {key: synth_param(key) for key in SYNTH_KEYS}
 
 
 use rule synth_chunk as v_synth_chunk with:
@@ -30,6 +28,7 @@ use rule synth_chunk as v_synth_chunk with:
     params:
         **SYNTH_PARAMS,
         chunks=synth_param("chunks"),
+        signature=scenario_signature(*SYNTH_KEYS, "chunks"),
 
 
 use rule synth_cohort as v_synth_cohort with:
@@ -55,6 +54,7 @@ use rule synth_cohort as v_synth_cohort with:
         **V_CONSTRAINTS,
     params:
         **SYNTH_PARAMS,
+        signature=scenario_signature(*SYNTH_KEYS),
 
 
 use rule validate_cohort as v_validate_cohort with:
