@@ -98,5 +98,5 @@ def test_attribution_settings_from_rule_params():
     params = SimpleNamespace(ig_steps=4, blur_sigma=1.5, road_noise=0.02, code="abc", n_scans=3)
     settings = AttributionSettings.from_params(params)
     assert (settings.ig_steps, settings.blur_sigma, settings.road_noise) == (4, 1.5, 0.02)
-    assert settings.batch_size == AttributionSettings().batch_size  # not passed: the default
-    assert settings.extra(None)["blur_sigma"] == 1.5
+    assert settings.batch_size is None  # not passed: the job's method does not read it
+    assert AttributionSettings.defaults().membrane_margin == 1  # defaults: the schema's, as in config.yaml

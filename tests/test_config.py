@@ -6,7 +6,9 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
+from layer.config import check_methods
 from layer.configdoc import load_schema, render, undocumented
+from layer.explain.registry import METHOD_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -33,6 +35,26 @@ def test_unknown_key_is_rejected():
     config["train"]["max_epoch"] = 3  # typo of max_epochs
     with pytest.raises(Exception, match="max_epoch"):
         validate(config, str(SCHEMA))
+
+
+def test_unknown_method_is_rejected_in_one_line():
+    """The schema leaves method names to the registry; the workflow checks them with the registry."""
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    check_methods(config)  # the default config passes
+    config["attribution"]["methods"] = ["gradcam", "integrated_gradient"]  # typo
+    with pytest.raises(ValueError) as error:
+        check_methods(config)
+    message = str(error.value)
+    assert message.startswith("config attribution.methods: unknown method integrated_gradient;")
+    assert "\n" not in message and message.endswith(", ".join(METHOD_NAMES))
+
+
+def test_method_lists_come_from_the_registry():
+    """No method list is written in the schema: the keys that take a method name point at the registry."""
+    text = SCHEMA.read_text()
+    assert "shapley_channel_background" not in text
+    assert text.count("x-registry: methods") == 3
+    assert "`shapley_channel_background`" in render(load_schema(SCHEMA))
 
 
 def test_schema_defaults_equal_config_yaml():

@@ -317,21 +317,24 @@ def test_conditional_calls_drop_a_layer_credited_only_through_an_interaction(mus
         assert pairs.loc["muscle_without_dfm", "p_holm"] <= 0.05 and pairs.loc["dfm_without_muscle", "p_holm"] <= 0.05
 
 
-def test_load_conditional_pairs_trained_and_null_runs_by_path(tmp_path):
+def test_load_conditional_pairs_trained_and_null_runs_by_their_stored_identity(tmp_path):
+    """Each file names its modality, method and null replicate inside; file names and folders are not read."""
     from layer.io import save_arrays
 
     rng = np.random.default_rng(0)
-    values = {run: rng.normal(size=(3, 64)) for run in ("", "null/r0/", "null/r1/")}
-    for run, v in values.items():
-        order = [2, 0, 1] if run else [0, 1, 2]  # a null run may store its scans in another order
-        path = tmp_path / f"results/{run}attribution/fused/shapley_background/fold0.npz"
-        path.parent.mkdir(parents=True)
-        save_arrays(path, scores=np.zeros((3, 1, 6)), scan_ids=np.array([f"s{i}" for i in order]),
-                    channels=np.array(["all"]), coalitions=v[order])
-    paths = sorted(str(p) for p in tmp_path.rglob("*.npz"))
+    values = {run: rng.normal(size=(3, 64)) for run in (None, 0, 1)}
+    for i, (run, v) in enumerate(values.items()):
+        order = [2, 0, 1] if run is not None else [0, 1, 2]  # a null run may store its scans in another order
+        identity = {"modality": "fused", "method": "shapley_background", "fold": 0}
+        if run is not None:
+            identity["null_model"] = run
+        save_arrays(tmp_path / f"job{i}.npz", scores=np.zeros((3, 1, 6)), scan_ids=np.array([f"s{i}" for i in order]),
+                    channels=np.array(["all"]), coalitions=v[order], **identity)
+    paths = sorted(str(p) for p in tmp_path.glob("job*.npz"))
     cv = inf.load_conditional(paths)[("fused", "shapley_background")]
     assert cv.scans == ["s0", "s1", "s2"] and cv.null.shape == (2, 3, 6, 6)
-    np.testing.assert_allclose(cv.trained, G.conditional_shapley(values[""], 6))
-    np.testing.assert_allclose(cv.null[1], G.conditional_shapley(values["null/r1/"], 6))
+    np.testing.assert_allclose(cv.trained, G.conditional_shapley(values[None], 6))
+    np.testing.assert_allclose(cv.null[1], G.conditional_shapley(values[1], 6))
+    save_arrays(tmp_path / "elsewhere.npz", scores=np.zeros((3, 1, 6)))
     with pytest.raises(ValueError, match="not an attribution file"):
         inf.load_conditional([str(tmp_path / "elsewhere.npz")])

@@ -53,7 +53,7 @@ RUNNER = textwrap.dedent(
             time.sleep(delay)
             return predict(*args, **kwargs)
         T.predict = slow_predict
-    settings = T.TrainSettings(max_epochs={MAX_EPOCHS}, patience={PATIENCE}, batch_size=4, seed=3)
+    settings = T.TrainSettings.defaults(max_epochs={MAX_EPOCHS}, patience={PATIENCE}, batch_size=4, seed=3)
     saved, curve, oof = T.train_fold(
         read_tsv(work + "/sheet.tsv"), read_tsv(work + "/folds.tsv"), "fused", 0, T.ModelSpec(), settings,
         threads=1, checkpoint=checkpoint,

@@ -18,6 +18,7 @@ import torch
 
 from layer import games as G
 from layer import shapley as S
+from layer.attribution import AttributionSettings
 from layer.model import build_model
 from layer.names import LAYERS
 
@@ -158,7 +159,7 @@ def test_road_fill_keeps_present_voxels_reads_no_removed_voxel_and_interpolates_
     labels = slab_layers((24, 6, 6), seed=1)
     ramp = torch.arange(24, dtype=torch.float64).view(1, 24, 1, 1).expand(1, 24, 6, 6).clone()
     absent = torch.from_numpy(~S.coalition_bits(np.array([0, 0b101010, 0b010101]), 6))
-    quiet = S.RemovalSettings(road_noise=0.0)
+    quiet = S.RemovalSettings.defaults(road_noise=0.0)
     filled = S.removal_fill(ramp, labels, absent, "road", 0, settings=quiet)
     np.testing.assert_allclose(filled.numpy(), np.broadcast_to(ramp.numpy(), filled.shape), atol=1e-9)
 
@@ -322,10 +323,12 @@ def test_attribute_extra_shapes_channels_and_checks():
     labels = slab_layers(shape, seed=10).expand(2, *shape)
     g = torch.Generator().manual_seed(11)
     images, background = torch.rand(2, 2, *shape, generator=g), torch.rand(2, 2, *shape, generator=g)
-    settings = {"batch_size": 64, "seed": 1, "eg_samples": 4, "background": background}
+    settings = AttributionSettings.defaults(batch_size=64, seed=1, eg_samples=4)
     channels = ("bmode", "swe")
 
-    scores, names, qc, coalitions = S.attribute_extra(model, images, labels, "shapley_road", channels, settings)
+    scores, names, qc, coalitions = S.attribute_extra(
+        model, images, labels, "shapley_road", channels, settings, background
+    )
     assert scores.shape == (2, 1, 6) and names == ("all",)
     assert coalitions.shape == (2, 64)  # all coalition values, for the deletion curves
     np.testing.assert_allclose(G.shapley_from_values(coalitions, 6), scores[:, 0], atol=1e-12)
@@ -335,18 +338,24 @@ def test_attribute_extra_shapes_channels_and_checks():
     with torch.no_grad():
         np.testing.assert_allclose(f_full, model(images)[:, 0].numpy(), atol=1e-5)
 
-    ablation, names, _, _ = S.attribute_extra(model, images, labels, "ablation_background", channels, settings)
+    ablation, names, _, _ = S.attribute_extra(
+        model, images, labels, "ablation_background", channels, settings, background
+    )
     assert ablation.shape == (2, 1, 6) and names == ("all",)
 
-    maps, names, qc, _ = S.attribute_extra(model, images, labels, "expected_gradients", channels, settings)
+    maps, names, qc, _ = S.attribute_extra(
+        model, images, labels, "expected_gradients", channels, settings, background
+    )
     assert maps.shape == (2, 2, *shape) and names == channels
     assert np.isfinite(qc["value"]).all()
 
     assert S.parse_method("shapley_channel_blur") == ("shapley", "blur", True)
     with pytest.raises(ValueError, match="unknown attribution method"):
         S.attribute_extra(model, images, labels, "shapley_zero", channels, settings)
-    with pytest.raises(ValueError, match="unknown attribution settings"):
-        S.attribute_extra(model, images, labels, "shapley_mean", channels, {"batchsize": 4})
+    with pytest.raises(TypeError, match="has no settings"):
+        AttributionSettings.defaults(batchsize=4)
+    unread = AttributionSettings.from_params({"batch_size": 4, "seed": 0})  # a mean-removal job's params
+    assert unread.blur_sigma is None and unread.road_noise is None  # not read by this operator: not passed
 
 
 def test_scores_table_layout():

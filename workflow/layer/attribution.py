@@ -29,11 +29,13 @@ import torch
 from captum.attr import IntegratedGradients
 from monai.visualize import GradCAM
 
-from layer import data
-from layer.io import load_nifti, save_arrays, save_nifti
+from layer import config, data
+from layer.examples import EXAMPLE_IDENTITY
+from layer.io import load_nifti, save_arrays, save_nifti, write_json
 from layer.model import GRADCAM_LAYERS
 from layer.names import CHANNELS, LABEL_VALUES
 from layer.regions import membrane_regions
+from layer.explain.registry import method as registered
 from layer.shapley import EXTRA_METHODS, attribute_extra
 from layer.train import load_model
 
@@ -85,33 +87,36 @@ def integrated_gradients(
 
 @dataclass(frozen=True)
 class AttributionSettings:
-    """Settings of every attribution method (config ``attribution:``), one flat set so that a rule's
-    params map onto it one to one."""
+    """The one settings object of the ``attribution:`` config section: exactly the settings some method
+    reads (:data:`layer.explain.registry.SETTINGS`), without defaults of their own (the schema holds them).
 
-    gradcam_layer: str = ""
-    ig_steps: int = 8
-    batch_size: int = 16
-    scans_per_subject: int = 0
-    n_background: int = 16
-    eg_samples: int = 64
-    blur_sigma: float = 2.0
-    road_iterations: int = 4
-    road_noise: float = 0.01
-    seed: int = 0
-    membrane_margin: int = 0
+    Built by :func:`layer.config.from_params` from a rule's params, which carry only what the job's method
+    reads: the others are ``None``, so a read the registry does not declare fails instead of silently using
+    a value whose change would not rerun the job. Tests: :func:`layer.config.from_defaults`.
+    """
+
+    n_examples: int | None
+    gradcam_layer: str | None
+    ig_steps: int | None
+    batch_size: int | None
+    eg_samples: int | None
+    scans_per_subject: int | None
+    seed: int | None
+    n_background: int | None
+    membrane_margin: int | None
+    road_iterations: int | None
+    road_noise: float | None
+    blur_sigma: float | None
 
     @classmethod
     def from_params(cls, params: object) -> AttributionSettings:
         """From a rule's ``snakemake.params``: every field the rule passes, by the same name."""
-        return cls(**{f.name: getattr(params, f.name) for f in fields(cls) if hasattr(params, f.name)})
+        return config.from_params(cls, params)
 
-    def extra(self, background: torch.Tensor | None) -> dict[str, object]:
-        """The mapping :func:`layer.shapley.attribute_extra` reads."""
-        return {
-            "batch_size": self.batch_size, "seed": self.seed, "eg_samples": self.eg_samples,
-            "blur_sigma": self.blur_sigma, "road_iterations": self.road_iterations,
-            "road_noise": self.road_noise, "background": background,
-        }
+    @classmethod
+    def defaults(cls, **overrides: object) -> AttributionSettings:
+        """The schema defaults of ``attribution:``, with ``overrides`` (tests, bench)."""
+        return config.from_defaults(cls, "attribution", **overrides)
 
 
 @dataclass(frozen=True)
@@ -161,14 +166,17 @@ def attribute(
         qc = pd.DataFrame({"index": np.arange(len(images)), "check": "ig_completeness_error", "value": errors})
         return maps, channels, qc, None
     if method in EXTRA_METHODS:
-        return attribute_extra(model, images, layers, method, channels, settings.extra(background))
+        return attribute_extra(model, images, layers, method, channels, settings, background)
     raise ValueError(f"unknown attribution method '{method}'; choose one of {', '.join(ALL_METHODS)}")
 
 
-def save_attribution(path: str, result: Attribution) -> None:
-    """One compressed array file per job (plain arrays, no pickle)."""
+def save_attribution(path: str, result: Attribution, **identity: object) -> None:
+    """One compressed array file per job (plain arrays, no pickle), with the job's ``identity`` (modality,
+    method, fold and, for a null model, null_model) stored beside the values: readers take it from the
+    file, never from its path."""
     arrays = {
-        result.kind: result.values, "scan_ids": np.asarray(result.scan_ids), "channels": np.asarray(result.channels)
+        result.kind: result.values, "scan_ids": np.asarray(result.scan_ids), "channels": np.asarray(result.channels),
+        **{key: np.asarray(value) for key, value in identity.items() if value is not None},
     }
     if result.coalitions is not None:
         arrays["coalitions"] = result.coalitions
@@ -219,8 +227,9 @@ def load_fold_scans(
     items = data.make_items(sheet, ids)
     dataset = data.cached_dataset(items, data.preprocessing(modality, spec.bmode_max, spec.swe_scale, True))
     images = data.stack(dataset)
-    layers = membrane_regions(np.stack([np.asarray(d["layers"][0]) for d in dataset]).astype(np.int16),
-                              settings.membrane_margin)
+    layers = np.stack([np.asarray(d["layers"][0]) for d in dataset]).astype(np.int16)
+    if settings.membrane_margin is not None:  # None: the method reads no layer masks (voxel maps)
+        layers = membrane_regions(layers, settings.membrane_margin)
     background = None
     if with_background:
         train_ids = sorted(this.loc[this["role"] == "train", "scan_id"].astype(str))[: settings.n_background]
@@ -241,7 +250,8 @@ def attribute_fold(
     """
     extra = method in EXTRA_METHODS
     fs = load_fold_scans(
-        sheet, folds, model_path, settings, settings.scans_per_subject if extra else 0, with_background=extra
+        sheet, folds, model_path, settings, settings.scans_per_subject if extra else 0,
+        with_background=registered(method).needs_background,
     )
     values, channels, qc, coalitions = attribute(
         fs.model, fs.images, fs.layers, method, CHANNELS[fs.modality], settings, fs.background, fs.target_layer
@@ -251,14 +261,18 @@ def attribute_fold(
     return Attribution(kind, values, fs.scan_ids, channels, qc, coalitions)
 
 
-def write_examples(result: Attribution, sheet: pd.DataFrame, out_dir: str, n: int) -> list[str]:
-    """Write the first ``n`` scans as NIfTI (one file per channel) on the grid of their layer map.
+def write_examples(
+    result: Attribution, sheet: pd.DataFrame, out_dir: str, n: int, modality: str, method: str
+) -> list[str]:
+    """Write the first ``n`` scans as NIfTI (one file per channel) on the grid of their layer map, and the
+    job's identity (``identity.json``: modality, method), which the overlay figure reads.
 
     Voxel maps are written as they are; layer scores are painted into their layer's voxels (0 outside
     the six layers), so a viewer shows both kinds over the scan the same way.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    write_json({"modality": modality, "method": method}, out / EXAMPLE_IDENTITY)
     paths = sheet.set_index(sheet["scan_id"].astype(str))["layers"]
     written = []
     for i, sid in enumerate(result.scan_ids[:n]):

@@ -146,7 +146,7 @@ def bench_attribution(sheet: pd.DataFrame, n_volumes: int, ig_steps: int, repeat
     dataset = data.cached_dataset(items, data.preprocessing("fused", 1.0, 5.0, with_layers=True))
     images = data.stack(dataset)
     layers = np.stack([np.asarray(d["layers"][0]) for d in dataset]).astype(np.int16)
-    settings = AttributionSettings(ig_steps=ig_steps, batch_size=16)
+    settings = AttributionSettings.defaults(ig_steps=ig_steps, batch_size=16)
     torch.manual_seed(0)
     model = build_model("resnet", in_channels=2).eval()
     device = torch.device("cpu")

@@ -31,14 +31,30 @@ def undocumented(schema: dict) -> list[str]:
     return [key for key, sub in iter_keys(schema) if "description" not in sub or "default" not in sub]
 
 
+def _choices(sub: dict) -> list[str] | None:
+    """The allowed values of a key: its enum, or the registry it names (``x-registry: methods``: the
+    attribution methods, listed once in :mod:`layer.explain.registry`)."""
+    if "enum" in sub:
+        return [str(v) for v in sub["enum"]]
+    if sub.get("x-registry") == "methods":
+        from layer.explain.registry import METHOD_NAMES
+
+        return list(METHOD_NAMES)
+    return None
+
+
+def _alternatives(values: list[str]) -> str:
+    return " \\| ".join(f"`{v}`" for v in values)
+
+
 def _type(sub: dict) -> str:
     kind = sub.get("type", "")
-    if "enum" in sub:
-        return " \\| ".join(f"`{v}`" for v in sub["enum"])
+    if (choices := _choices(sub)) is not None:
+        return _alternatives(choices)
     if kind == "array" and "items" in sub:
         item = sub["items"]
-        inner = " \\| ".join(f"`{v}`" for v in item["enum"]) if "enum" in item else item.get("type", "")
-        return f"list of {inner}"
+        inner = _choices(item)
+        return "list of " + (_alternatives(inner) if inner else item.get("type", ""))
     return str(kind)
 
 

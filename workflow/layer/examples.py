@@ -3,6 +3,7 @@ environment (envs/stats.yaml), which has no torch, MONAI or captum."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -11,11 +12,18 @@ import pandas as pd
 from layer.io import load_nifti
 
 
-def read_examples(example_dir: str, sheet: pd.DataFrame, modality: str, method: str) -> list[dict]:
-    """Read back the first example written by ``layer.attribution.write_examples``, with its B-mode and layers.
+#: File of an example folder that names its job (modality, method).
+EXAMPLE_IDENTITY = "identity.json"
+
+
+def read_examples(example_dir: str, sheet: pd.DataFrame) -> list[dict]:
+    """Read back the first example written by ``layer.attribution.write_examples``, with its B-mode and layers,
+    and the modality and method the folder names in ``identity.json``.
 
     Of several channels, the B-mode one is shown (it is the one drawn under the overlay).
     """
+    identity = json.loads((Path(example_dir) / EXAMPLE_IDENTITY).read_text())
+    modality, method = identity["modality"], identity["method"]
     files = sorted(Path(example_dir).glob("*.nii.gz"))
     if not files:
         return []

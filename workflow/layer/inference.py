@@ -411,22 +411,19 @@ class ConditionalValues:
     null: np.ndarray
 
 
-_COALITION_PATH = re.compile(r"(?:null/r(\d+)/)?attribution/([^/]+)/([^/]+)/fold\d+\.npz$")
-
-
 def load_conditional(paths: Sequence[str]) -> dict[tuple[str, str], ConditionalValues]:
-    """Conditional values of every (modality, method) from its attribution files (trained and null runs,
-    told apart by their ``null/r<k>/`` path), read from the stored coalition values of exact Shapley."""
+    """Conditional values of every (modality, method) from its attribution files (trained and null runs),
+    read from the stored coalition values of exact Shapley. Each file names its own modality, method and,
+    for a null model, null replicate (``layer.attribution.save_attribution``)."""
     parts: dict[tuple[str, str], dict[int, list[tuple[list[str], np.ndarray]]]] = {}
     for path in paths:
-        match = _COALITION_PATH.search(str(path).replace("\\", "/"))
-        if match is None:
-            raise ValueError(f"{path}: not an attribution file (.../attribution/<modality>/<method>/fold<k>.npz)")
         arrays = load_arrays(path)
+        if "modality" not in arrays or "method" not in arrays:
+            raise ValueError(f"{path}: not an attribution file of this workflow (no modality and method inside)")
         if "coalitions" not in arrays or arrays["coalitions"].shape[-1] != 2 ** len(LAYERS):
             raise ValueError(f"{path}: no values of the 64 layer coalitions (not an exact six-layer Shapley job)")
-        run = -1 if match.group(1) is None else int(match.group(1))
-        key = (match.group(2), match.group(3))
+        run = int(arrays["null_model"]) if "null_model" in arrays else -1
+        key = (str(arrays["modality"]), str(arrays["method"]))
         parts.setdefault(key, {}).setdefault(run, []).append(
             ([str(x) for x in arrays["scan_ids"]], conditional_shapley(arrays["coalitions"], len(LAYERS)))
         )

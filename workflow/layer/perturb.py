@@ -74,7 +74,7 @@ def deletion_curve_model(
     batch_size: int,
     seed: int = 0,
     background: torch.Tensor | None = None,
-    settings: RemovalSettings = RemovalSettings(),
+    settings: RemovalSettings | None = None,
 ) -> np.ndarray:
     """Deletion curve of one scan evaluated directly (n + 1 forwards), for when the 2^n values are not at hand."""
     n = len(players)

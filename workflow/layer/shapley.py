@@ -52,8 +52,8 @@ the global NumPy generator: the global state is saved and restored around the ca
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -62,6 +62,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
+from layer import config
 from layer.games import shapley_from_values
 from layer.names import LAYERS, N_LAYERS
 
@@ -81,11 +82,22 @@ MAX_EXACT_PLAYERS = 16
 
 @dataclass(frozen=True)
 class RemovalSettings:
-    """Knobs of the removal operators (voxels and model input units)."""
+    """Knobs of the removal operators (voxels and model input units): a view of the ``attribution:``
+    settings, with no defaults of its own (``None`` for a knob the job's operator does not read)."""
 
-    blur_sigma: float = 2.0
-    road_iterations: int = 4
-    road_noise: float = 0.01
+    blur_sigma: float | None
+    road_iterations: int | None
+    road_noise: float | None
+
+    @classmethod
+    def of(cls, settings: object) -> RemovalSettings:
+        """The removal knobs of an :class:`layer.attribution.AttributionSettings`."""
+        return cls(settings.blur_sigma, settings.road_iterations, settings.road_noise)
+
+    @classmethod
+    def defaults(cls, **overrides: object) -> RemovalSettings:
+        """The schema defaults (tests, bench)."""
+        return config.from_defaults(cls, "attribution", **overrides)
 
 
 @dataclass(frozen=True)
@@ -177,7 +189,7 @@ def removal_reference(
     operator: str,
     rng: np.random.Generator,
     background: torch.Tensor | None = None,
-    settings: RemovalSettings = RemovalSettings(),
+    settings: RemovalSettings | None = None,
 ) -> torch.Tensor:
     """What a removal operator needs from one scan, computed once for all coalitions: ``[C, D, H, W]``.
 
@@ -187,7 +199,7 @@ def removal_reference(
     if operator == "mean":
         return layer_mean_image(image, layers)
     if operator == "blur":
-        return blurred_image(image, settings.blur_sigma)
+        return blurred_image(image, (settings or RemovalSettings.defaults()).blur_sigma)
     if operator == "background":
         if background is None or len(background) == 0:
             raise ValueError("removal operator 'background' needs background scans")
@@ -196,7 +208,7 @@ def removal_reference(
             raise ValueError(f"background scans {tuple(bg.shape[1:])} differ from the scan {tuple(image.shape)}")
         return bg.mean(dim=0)
     if operator == "road":
-        noise = rng.standard_normal(tuple(image.shape)) * settings.road_noise
+        noise = rng.standard_normal(tuple(image.shape)) * (settings or RemovalSettings.defaults()).road_noise
         return torch.from_numpy(noise).to(image.dtype)
     raise ValueError(f"unknown removal operator '{operator}'; choose one of {', '.join(REMOVAL_OPERATORS)}")
 
@@ -267,11 +279,12 @@ def noisy_linear_imputation(
 
 
 def apply_removal(
-    image: torch.Tensor, removed: torch.Tensor, reference: torch.Tensor, operator: str, settings: RemovalSettings
+    image: torch.Tensor, removed: torch.Tensor, reference: torch.Tensor, operator: str,
+    settings: RemovalSettings | None = None,
 ) -> torch.Tensor:
     """``[K, C, D, H, W]`` images with the ``removed`` voxels replaced, given :func:`removal_reference`."""
     if operator == "road":
-        return noisy_linear_imputation(image, removed, reference, settings.road_iterations)
+        return noisy_linear_imputation(image, removed, reference, (settings or RemovalSettings.defaults()).road_iterations)
     return torch.where(removed, reference.unsqueeze(0), image.unsqueeze(0))
 
 
@@ -284,7 +297,7 @@ def removal_fill(
     background: torch.Tensor | np.ndarray | None = None,
     *,
     players: Sequence[Player] | None = None,
-    settings: RemovalSettings = RemovalSettings(),
+    settings: RemovalSettings | None = None,
 ) -> torch.Tensor:
     """Filled images of K coalitions of one scan, ``[K, C, D, H, W]``.
 
@@ -330,7 +343,7 @@ def coalition_values(
     *,
     seed: int = 0,
     background: torch.Tensor | np.ndarray | None = None,
-    settings: RemovalSettings = RemovalSettings(),
+    settings: RemovalSettings | None = None,
     coalitions: np.ndarray | None = None,
 ) -> np.ndarray:
     """Model logit of each coalition of one scan, float64 ``[K]`` (default all 2^n, in bitmask order).
@@ -450,7 +463,7 @@ def shapley_scans(
     *,
     per_channel: bool = False,
     background: torch.Tensor | None = None,
-    settings: RemovalSettings = RemovalSettings(),
+    settings: RemovalSettings | None = None,
     estimator: str = "exact",
     tol: float = 1e-3,
     max_permutations: int = 2000,
@@ -527,7 +540,7 @@ def layer_ablation(
     batch_size: int = 8,
     seed: int = 0,
     background: torch.Tensor | None = None,
-    settings: RemovalSettings = RemovalSettings(),
+    settings: RemovalSettings | None = None,
 ) -> np.ndarray:
     """Leave-one-layer-out: f(x) - f(x with one layer removed), ``[N, C_players, 6]``.
 
@@ -612,33 +625,6 @@ def expected_gradients_qc(
 # --------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ExtraSettings:
-    """Settings of :func:`attribute_extra`; built from a config mapping by :meth:`from_mapping`."""
-
-    batch_size: int = 16
-    seed: int = 0
-    eg_samples: int = 64
-    estimator: str = "exact"
-    tol: float = 1e-3
-    max_permutations: int = 2000
-    blur_sigma: float = 2.0
-    road_iterations: int = 4
-    road_noise: float = 0.01
-
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> ExtraSettings:
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known - {"background"}
-        if unknown:
-            raise ValueError(f"unknown attribution settings {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**{k: v for k, v in values.items() if k in known})
-
-    @property
-    def removal(self) -> RemovalSettings:
-        return RemovalSettings(self.blur_sigma, self.road_iterations, self.road_noise)
-
-
 def parse_method(method: str) -> tuple[str, str | None, bool]:
     """``(kind, removal operator, per_channel)`` of an extra method name, e.g. ``shapley_channel_road``."""
     if method == "expected_gradients":
@@ -657,13 +643,17 @@ def attribute_extra(
     layers: torch.Tensor | np.ndarray,
     method: str,
     channels: tuple[str, ...],
-    settings: Mapping[str, Any],
+    settings: Any,
+    background: torch.Tensor | None = None,
+    estimator: str = "exact",
+    tol: float = 1e-3,
+    max_permutations: int = 2000,
 ) -> tuple[np.ndarray, tuple[str, ...], pd.DataFrame, np.ndarray | None]:
     """Output of one extra method for a stack of scans: (maps or scores, channel names, QC table,
     coalition values ``[N, 2^n]`` of an exact Shapley run or None).
 
     * ``expected_gradients``: voxel maps ``[N, C, D, H, W]`` (aggregate them like IG), one per input
-      channel; QC ``eg_completeness_error`` and ``eg_max_standard_error``. Needs ``settings["background"]``.
+      channel; QC ``eg_completeness_error`` and ``eg_max_standard_error``. Needs ``background``.
     * ``ablation_{op}``: layer scores ``[N, 1, 6]``, channel ``all``; QC ``f_full``.
     * ``shapley_{op}``: layer scores ``[N, 1, 6]``, channel ``all`` (six players).
     * ``shapley_channel_{op}``: ``[N, C, 6]``, one row per input channel (channel x layer players).
@@ -673,8 +663,8 @@ def attribute_extra(
     Layer scores are signed values in logit units, already per layer: turn them into rows with
     :func:`scores_table`, not with ``layer.aggregate``. QC columns: ``index, check, value``.
     """
-    cfg = ExtraSettings.from_mapping(settings)
-    background = settings.get("background")
+    cfg = settings  # layer.attribution.AttributionSettings: what the method reads (registry), None elsewhere
+    removal = RemovalSettings.of(settings)
     kind, op, per_channel = parse_method(method)
     idx = np.arange(len(images))
 
@@ -687,7 +677,7 @@ def attribute_extra(
 
     if kind == "expected_gradients":
         if background is None:
-            raise ValueError("expected_gradients needs settings['background'] (a few training scans)")
+            raise ValueError("expected_gradients needs a background (a few training scans)")
         maps, se = _expected_gradients(model, images, background, cfg.eg_samples, cfg.batch_size, cfg.seed)
         errors = expected_gradients_qc(model, images, background, maps)
         return maps, tuple(channels), qc(
@@ -696,7 +686,7 @@ def attribute_extra(
     if kind == "ablation":
         scores = layer_ablation(
             model, images, layers, op, channels=channels, per_channel=False, batch_size=cfg.batch_size,
-            seed=cfg.seed, background=background, settings=cfg.removal,
+            seed=cfg.seed, background=background, settings=removal,
         )
         device = next((t.device for t in model.parameters()), torch.device("cpu"))
         with torch.no_grad():
@@ -705,8 +695,8 @@ def attribute_extra(
         return scores, (ALL_CHANNELS,), qc({"f_full": f_full}), None
     result = shapley_scans(
         model, images, layers, channels, op, cfg.batch_size, cfg.seed, per_channel=per_channel,
-        background=background, settings=cfg.removal, estimator=cfg.estimator, tol=cfg.tol,
-        max_permutations=cfg.max_permutations,
+        background=background, settings=removal, estimator=estimator, tol=tol,
+        max_permutations=max_permutations,
     )
     names = tuple(channels) if per_channel else (ALL_CHANNELS,)
     scores = result.values.reshape(len(images), len(names), N_LAYERS)

@@ -30,7 +30,7 @@ from monai.utils import set_determinism
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from layer import data
+from layer import config, data
 from layer.io import atomic_path
 from layer.model import build_model
 from layer.names import CHANNELS
@@ -40,15 +40,21 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """Scalar training settings (config ``train:``)."""
+    """Scalar training settings (config ``train:``), without defaults of their own: from a rule's params
+    (:func:`layer.config.from_params`) or the schema (:meth:`defaults`)."""
 
-    max_epochs: int = 15
-    patience: int = 4
-    batch_size: int = 16
-    learning_rate: float = 1e-3
-    weight_decay: float = 1e-4
-    seed: int = 0
-    amp: bool = True
+    max_epochs: int
+    patience: int
+    batch_size: int
+    learning_rate: float
+    weight_decay: float
+    seed: int
+    amp: bool
+
+    @classmethod
+    def defaults(cls, **overrides: object) -> TrainSettings:
+        """The schema defaults of ``train:``, with ``overrides`` (tests, bench)."""
+        return config.from_defaults(cls, "train", **overrides)
 
 
 def configure_torch(threads: int, device: torch.device) -> None:

@@ -1,16 +1,19 @@
-rule sanity:
+# Checks of the attribution methods: layer profiles of the fold-0 model under cascading parameter
+# randomisation ({check} = sanity) and under layer-mask errors ({check} = robustness), then the summaries
+# with the faithfulness of each method's layer ranking.
+
+
+rule profile_check:
     input:
-        sheet="results/cohort/validated.tsv",
-        folds="results/splits/folds.tsv",
-        model="results/models/{modality}/fold0.pt",
+        sheet="{study}/cohort/validated.tsv",
+        folds="{study}/splits/folds.tsv",
+        model="{study}/models/{modality}/fold0.pt",
     output:
-        table="results/checks/sanity/{modality}.tsv",
+        table="{study}/checks/{check}/{modality}.tsv",
     log:
-        "results/logs/checks/sanity/{modality}.log",
+        "{study}/logs/checks/{check}/{modality}.log",
     benchmark:
-        "results/benchmarks/checks/sanity/{modality}.tsv"
-    wildcard_constraints:
-        modality="bmode|swe|fused",
+        "{study}/benchmarks/checks/{check}/{modality}.tsv"
     conda:
         "../../envs/torch.yaml"
     threads: 1
@@ -20,83 +23,10 @@ rule sanity:
         runtime=120,
     params:
         **signed(
-            methods=METHODS,
+            methods=study_methods,
             n_scans=config["checks"]["n_scans"],
-            gradcam_layer=config["attribution"]["gradcam_layer"],
-            ig_steps=config["attribution"]["ig_steps"],
-            batch_size=config["attribution"]["batch_size"],
-            n_background=config["attribution"]["n_background"],
-            eg_samples=config["attribution"]["eg_samples"],
-            blur_sigma=config["attribution"]["blur_sigma"],
-            road_iterations=config["attribution"]["road_iterations"],
-            road_noise=config["attribution"]["road_noise"],
-            seed=config["attribution"]["seed"],
-            membrane_margin=config["attribution"]["membrane_margin"],
-            code=layer_code(
-                "data",
-                "model",
-                "train",
-                "attribution",
-                "shapley",
-                "checks",
-                "aggregate",
-                "perturb",
-                "regions",
-                "robustness",
-                "games",
-            ),
-        ),
-    script:
-        "../scripts/check_profiles.py"
-
-
-rule robustness:
-    input:
-        sheet="results/cohort/validated.tsv",
-        folds="results/splits/folds.tsv",
-        model="results/models/{modality}/fold0.pt",
-    output:
-        table="results/checks/robustness/{modality}.tsv",
-    log:
-        "results/logs/checks/robustness/{modality}.log",
-    benchmark:
-        "results/benchmarks/checks/robustness/{modality}.tsv"
-    wildcard_constraints:
-        modality="bmode|swe|fused",
-    conda:
-        "../../envs/torch.yaml"
-    threads: 1
-    resources:
-        gpu=1,
-        mem_mb=4000,
-        runtime=120,
-    params:
-        **signed(
-            methods=METHODS,
-            n_scans=config["checks"]["n_scans"],
-            gradcam_layer=config["attribution"]["gradcam_layer"],
-            ig_steps=config["attribution"]["ig_steps"],
-            batch_size=config["attribution"]["batch_size"],
-            n_background=config["attribution"]["n_background"],
-            eg_samples=config["attribution"]["eg_samples"],
-            blur_sigma=config["attribution"]["blur_sigma"],
-            road_iterations=config["attribution"]["road_iterations"],
-            road_noise=config["attribution"]["road_noise"],
-            seed=config["attribution"]["seed"],
-            membrane_margin=config["attribution"]["membrane_margin"],
-            code=layer_code(
-                "data",
-                "model",
-                "train",
-                "attribution",
-                "shapley",
-                "checks",
-                "aggregate",
-                "perturb",
-                "regions",
-                "robustness",
-                "games",
-            ),
+            **{key: methods_setting(key) for key in SETTINGS},
+            code=code("check_profiles.py"),
         ),
     script:
         "../scripts/check_profiles.py"
@@ -104,39 +34,35 @@ rule robustness:
 
 rule checks:
     input:
-        sheet="results/cohort/validated.tsv",
-        sanity=expand("results/checks/sanity/{modality}.tsv", modality=MODALITIES),
-        robustness=expand(
-            "results/checks/robustness/{modality}.tsv", modality=MODALITIES
-        ),
-        aggregated=aggregated(),
-        shapley=expand(
-            "results/attribution/{modality}/{method}/fold{fold}.npz",
-            modality=MODALITIES,
-            method=shapley_method(),
-            fold=FOLDS,
+        sheet="{study}/cohort/validated.tsv",
+        sanity=per_model("{study}/checks/sanity/{modality}.tsv"),
+        robustness=per_model("{study}/checks/robustness/{modality}.tsv"),
+        aggregated=per_model("{study}/aggregate/{modality}/{method}/fold{fold}.tsv"),
+        shapley=per_model(
+            "{study}/attribution/{modality}/{method}/fold{fold}.npz",
+            methods=[shapley_method()],
         ),
     output:
         sanity=report(
-            "results/checks/sanity.tsv",
+            "{study}/checks/sanity.tsv",
             caption="../report/sanity.rst",
             category="Checks",
         ),
         faithfulness=report(
-            "results/checks/faithfulness.tsv",
+            "{study}/checks/faithfulness.tsv",
             caption="../report/faithfulness.rst",
             category="Checks",
         ),
-        curves="results/checks/deletion_curves.tsv",
+        curves="{study}/checks/deletion_curves.tsv",
         robustness=report(
-            "results/checks/robustness.tsv",
+            "{study}/checks/robustness.tsv",
             caption="../report/robustness.rst",
             category="Checks",
         ),
     log:
-        "results/logs/checks/checks.log",
+        "{study}/logs/checks/checks.log",
     benchmark:
-        "results/benchmarks/checks/checks.tsv"
+        "{study}/benchmarks/checks/checks.tsv"
     conda:
         "../../envs/stats.yaml"
     threads: 1
@@ -144,7 +70,9 @@ rule checks:
         mem_mb=4000,
         runtime=30,
     params:
-        sanity_threshold=config["checks"]["sanity_threshold"],
-        code=layer_code("checks", "stats", "aggregate", "inference", "games"),
+        **signed(
+            sanity_threshold=config["checks"]["sanity_threshold"],
+            code=code("checks.py"),
+        ),
     script:
         "../scripts/checks.py"

@@ -1,14 +1,17 @@
+# Cohort validation (before anything trains) and the subject-level folds.
+
+
 rule validate_cohort:
     input:
-        sheet=cohort_sheet(),
+        sheet=study_sheet,
     output:
-        sheet="results/cohort/validated.tsv",
+        sheet="{study}/cohort/validated.tsv",
     log:
         # The report is a log so that it survives a failed check (Snakemake deletes a failed job's outputs).
-        main="results/logs/cohort/validate.log",
-        report="results/cohort/validation_report.txt",
+        main="{study}/logs/cohort/validate.log",
+        report="{study}/cohort/validation_report.txt",
     benchmark:
-        "results/benchmarks/cohort/validate.tsv"
+        "{study}/benchmarks/cohort/validate.tsv"
     conda:
         "../../envs/cohort.yaml"
     threads: 1
@@ -26,7 +29,7 @@ rule validate_cohort:
             bmode_max=config["input"]["bmode_max"],
             val_fraction=config["split"]["val_fraction"],
             split_seed=config["split"]["seed"],
-            code=layer_code("validate", "split"),
+            code=code("validate_cohort.py"),
         ),
     script:
         "../scripts/validate_cohort.py"
@@ -34,18 +37,18 @@ rule validate_cohort:
 
 rule split:
     input:
-        sheet="results/cohort/validated.tsv",
+        sheet="{study}/cohort/validated.tsv",
         report=report(
-            "results/cohort/validation_report.txt",
+            "{study}/cohort/validation_report.txt",
             caption="../report/validation_report.rst",
             category="Cohort",
         ),
     output:
-        folds="results/splits/folds.tsv",
+        folds="{study}/splits/folds.tsv",
     log:
-        "results/logs/cohort/split.log",
+        "{study}/logs/cohort/split.log",
     benchmark:
-        "results/benchmarks/cohort/split.tsv"
+        "{study}/benchmarks/cohort/split.tsv"
     conda:
         "../../envs/cohort.yaml"
     threads: 1
@@ -57,7 +60,7 @@ rule split:
             n_folds=config["split"]["n_folds"],
             val_fraction=config["split"]["val_fraction"],
             seed=config["split"]["seed"],
-            code=layer_code("split"),
+            code=code("split.py"),
         ),
     script:
         "../scripts/split.py"

@@ -1,58 +1,44 @@
 import hashlib
-import re
+import sys
 from pathlib import Path
 
-LAYER_DIR = Path(workflow.basedir) / "workflow" / "layer"
+sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
+
+from layer.codegraph import code_hash  # noqa: E402  (stdlib only)
+from layer.config import check_methods  # noqa: E402
+from layer.explain.registry import (
+    METHODS as REGISTRY,
+    SETTINGS,
+    wildcard_pattern,
+)  # noqa: E402
+
+check_methods(config)
+
+SCRIPTS = Path(workflow.basedir) / "workflow" / "scripts"
+
+# Every path of a step starts with {study}: "results" for the main study, or
+# "results/validation/{scenario}/seed{vseed}" for a validation scenario; models and what is computed from
+# them add {run}: "" for the trained models, "null/r{replicate}/" for a null replicate.
+STUDY = "results"
 
 
-def layer_code(*modules):
-    """Hash of the layer modules a rule's script runs: edits to them rerun the rule (params trigger)."""
-    digest = hashlib.sha256()
-    for name in ("__init__", "names", "io", "logs") + modules:
-        digest.update((LAYER_DIR / f"{name}.py").read_bytes())
-    return digest.hexdigest()[:16]
+wildcard_constraints:
+    study=r"results(/validation/[A-Za-z0-9_]+/seed\d+)?",
+    run=r"(null/r\d+/)?",
+    modality="bmode|swe|fused",
+    method=wildcard_pattern(),
+    fold=r"\d+",
+    chunk=r"\d+",
+    check="sanity|robustness",
+    scenario=r"[A-Za-z0-9_]+",
+    vseed=r"\d+",
 
 
-def synth_code():
-    """Hash of the synthetic cohort generator (package layer.synth)."""
-    digest = hashlib.sha256()
-    for path in sorted((LAYER_DIR / "synth").glob("*")):
-        if path.suffix in (".py", ".yaml"):
-            digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
-def cohort_sheet():
-    """The user's sheet, or the synthetic cohort's sheet."""
-    return config["cohort"]["sheet"] or "results/cohort/synthetic/cohort.tsv"
-
-
-MODALITIES = config["train"]["modalities"]
-# The primary and the paper method always run, whatever attribution.methods lists.
-METHODS = list(
-    dict.fromkeys(
-        config["attribution"]["methods"]
-        + [config["report"]["paper_method"], config["report"]["primary_method"]]
-    )
-)
-FOLDS = list(range(config["split"]["n_folds"]))
-REPLICATES = list(range(config["null"]["replicates"]))
-#: Every attribution method (the schema lists the same names): voxel maps, then the removal methods.
-METHOD_PATTERN = (
-    "gradcam|integrated_gradients|expected_gradients"
-    "|(ablation|shapley|shapley_channel)_(mean|road|blur|background)"
-)
-
-
-def signed(**params):
-    """A rule's params plus ``signature``, a hash of every param's name and value.
-
-    Why: Snakemake's params trigger compares the *set* of value reprs of a job, without their names, so a
-    change of one param to a value another param already holds is not seen (measured: with ``seed`` 0 and
-    ``n_examples`` 1 in the attribute rule, ``attribution.membrane_margin`` 1 -> 0 reran nothing).
+def code(script):
+    """The ``code`` param: a hash of every ``layer`` module ``script`` imports, directly or not
+    (layer.codegraph), so that editing one reruns exactly the rules whose scripts use it.
     """
-    params["signature"] = signature(params)
-    return params
+    return code_hash(SCRIPTS / script)
 
 
 def signature(params):
@@ -62,49 +48,181 @@ def signature(params):
     return hashlib.sha256(named.encode()).hexdigest()[:16]
 
 
-def null_seed(replicate):
-    """Seed of the label permutation of one null replicate (same for every modality and fold)."""
-    return int(config["null"]["seed"]) + int(replicate)
+def signed(**params):
+    """A rule's params plus ``signature``, a hash of every param's name and value (per job, where a param
+    is a function of the wildcards).
 
-
-def aggregated():
-    return expand(
-        "results/aggregate/{modality}/{method}/fold{fold}.tsv",
-        modality=MODALITIES,
-        method=METHODS,
-        fold=FOLDS,
-    )
-
-
-def null_aggregated():
-    return expand(
-        "results/null/r{replicate}/aggregate/{modality}/{method}/fold{fold}.tsv",
-        replicate=REPLICATES,
-        modality=MODALITIES,
-        method=METHODS,
-        fold=FOLDS,
-    )
-
-
-def coalition_files(root="results", modalities=None, methods=None):
-    """Attribution files (trained and null runs) of the exact six-layer Shapley methods among ``methods``:
-    their stored coalition values give the conditional layer calls (layer.inference.conditional_calls).
+    Why: Snakemake's params trigger compares the *set* of value reprs of a job, without their names, so a
+    change of one param to a value another param already holds is not seen (measured: with ``seed`` 0 and
+    ``n_examples`` 1 in the attribute rule, ``attribution.membrane_margin`` 1 -> 0 reran nothing).
     """
-    exact = [
-        m
-        for m in (methods or METHODS)
-        if re.fullmatch(r"shapley_(mean|road|blur|background)", m)
-    ]
-    runs = [""] + [f"null/r{r}/" for r in REPLICATES]
+    if not any(callable(v) for v in params.values()):
+        return {**params, "signature": signature(params)}
+
+    def job_signature(wildcards):
+        return signature(
+            {k: v(wildcards) if callable(v) else v for k, v in params.items()}
+        )
+
+    return {**params, "signature": job_signature}
+
+
+class Study:
+    """What one study runs: its cohort sheet, synthetic block (None for a user's cohort), modalities,
+    methods, folds and null replicates."""
+
+    def __init__(self, sheet, synthetic, modalities, methods):
+        self.sheet = sheet
+        self.synthetic = synthetic
+        self.modalities = list(modalities)
+        # The primary method (and, in the main study, the paper's) always runs.
+        self.methods = list(dict.fromkeys(methods))
+        self.folds = list(range(config["split"]["n_folds"]))
+        self.replicates = list(range(config["null"]["replicates"]))
+
+    def exact_shapley(self):
+        """Its exact six-layer Shapley methods (their coalition values give the conditional calls)."""
+        return [m for m in self.methods if REGISTRY[m].exact_layer_shapley]
+
+
+def scenario_block(name, vseed):
+    """A validation scenario's synthetic block: its own keys over the `synthetic:` block; seed + replicate."""
+    block = {**config["synthetic"], **config["validation"]["scenarios"][name]}
+    block["seed"] = int(block["seed"]) + 1000 * int(vseed)
+    return block
+
+
+SCENARIOS = config["validation"]["run"] or list(config["validation"]["scenarios"])
+_unknown = sorted(set(SCENARIOS) - set(config["validation"]["scenarios"]))
+if _unknown:
+    raise ValueError(f"validation.run names unknown scenarios {_unknown}")
+VSEEDS = list(range(config["validation"]["replicates"]))
+V = "results/validation/{scenario}/seed{vseed}"
+
+#: Every study by its path prefix: the main study and each validation scenario x seed.
+STUDIES = {
+    STUDY: Study(
+        config["cohort"]["sheet"] or f"{STUDY}/cohort/synthetic/cohort.tsv",
+        None if config["cohort"]["sheet"] else config["synthetic"],
+        config["train"]["modalities"],
+        config["attribution"]["methods"]
+        + [config["report"]["paper_method"], config["report"]["primary_method"]],
+    ),
+    **{
+        V.format(scenario=name, vseed=vseed): Study(
+            f"{V.format(scenario=name, vseed=vseed)}/cohort/synthetic/cohort.tsv",
+            scenario_block(name, vseed),
+            config["validation"]["modalities"],
+            config["validation"]["methods"] + [config["report"]["primary_method"]],
+        )
+        for name in SCENARIOS
+        for vseed in VSEEDS
+    },
+}
+MAIN = STUDIES[STUDY]
+#: Null replicate of each {run} value (None: the trained models).
+RUNS = {"": None, **{f"null/r{r}/": r for r in MAIN.replicates}}
+NULL_RUNS = [run for run, replicate in RUNS.items() if replicate is not None]
+
+
+def study_key(wildcards):
+    """The study prefix of a job: its {study} wildcard, or its validation scenario and seed."""
+    if "study" in wildcards.keys():
+        return wildcards.study
+    return V.format(scenario=wildcards.scenario, vseed=wildcards.vseed)
+
+
+def study(wildcards):
+    return STUDIES[study_key(wildcards)]
+
+
+def study_methods(wildcards):
+    """Param function: the study's attribution methods."""
+    return study(wildcards).methods
+
+
+def study_sheet(wildcards):
+    """The study's cohort sheet: the user's, or its synthetic cohort's."""
+    return study(wildcards).sheet
+
+
+def replicate(wildcards):
+    """The run's null replicate, or None for the trained models (stamped into its tables)."""
+    return RUNS[wildcards.run]
+
+
+def permutation_seed(wildcards):
+    """Seed of the label permutation of a null replicate (same for every modality and fold); None for the
+    trained models."""
+    r = RUNS[wildcards.run]
+    return None if r is None else int(config["null"]["seed"]) + r
+
+
+def synthetic(key):
+    """Param function: one key of the study's synthetic block."""
+
+    def value(wildcards):
+        return study(wildcards).synthetic[key]
+
+    return value
+
+
+def synth_chunks(pattern):
+    """Input function: ``pattern`` for every chunk of the study's synthetic cohort."""
 
     def inputs(wildcards):
         return expand(
-            f"{root}/{{run}}attribution/{{modality}}/{{method}}/fold{{fold}}.npz",
-            run=runs,
-            modality=modalities or MODALITIES,
-            method=exact,
-            fold=FOLDS,
-            **dict(wildcards.items()),
+            pattern,
+            chunk=range(study(wildcards).synthetic["chunks"]),
+            study=wildcards.study,
+        )
+
+    return inputs
+
+
+def attribution_setting(key):
+    """Param function: ``attribution.<key>`` for a method that reads it (layer.explain.registry), else None,
+    so that a setting reruns only the methods it reaches."""
+
+    def value(wildcards):
+        return (
+            config["attribution"][key]
+            if key in REGISTRY[wildcards.method].reads
+            else None
+        )
+
+    return value
+
+
+def methods_setting(key):
+    """Param function: ``attribution.<key>`` if any of the study's methods reads it, else None (a rule
+    that runs every method, such as the profile checks)."""
+
+    def value(wildcards):
+        reads = {k for m in study(wildcards).methods for k in REGISTRY[m].reads}
+        return config["attribution"][key] if key in reads else None
+
+    return value
+
+
+def per_model(pattern, runs="trained", methods="all", folds=None):
+    """Input function: ``pattern`` for every modality, fold and method of the study.
+
+    ``runs``: ``trained`` (the {run} part empty), ``null`` (every null replicate) or ``both``;
+    ``methods``: ``all`` (the study's), ``exact_shapley`` (its exact six-layer Shapley methods) or a list.
+    """
+    run_values = {"trained": [""], "null": NULL_RUNS, "both": list(RUNS)}[runs]
+
+    def inputs(wildcards):
+        s = study(wildcards)
+        named = {"all": s.methods, "exact_shapley": s.exact_shapley()}
+        return expand(
+            pattern,
+            study=study_key(wildcards),
+            run=run_values,
+            modality=s.modalities,
+            method=named[methods] if isinstance(methods, str) else methods,
+            fold=s.folds if folds is None else folds,
         )
 
     return inputs
@@ -115,93 +233,33 @@ def shapley_method():
     return f"shapley_{config['checks']['removal_operator']}"
 
 
-def all_outputs():
-    return [
-        "results/stats/layer_calls.tsv",
-        "results/stats/layer_contrasts.tsv",
-        "results/checks/sanity.tsv",
-        "results/checks/faithfulness.tsv",
-        "results/checks/robustness.tsv",
-        "results/figures/layer_calls.png",
-        "results/figures/checks.png",
-        "results/stats/layer_saliency.tsv",
-        "results/stats/performance.tsv",
-        "results/stats/paper_table.tsv",
-        "results/figures/layer_saliency.png",
-        "results/figures/roc.png",
-        "results/figures/training_curves.png",
-        "results/figures/overlays.png",
-    ]
-
-
-def ground_truth():
+def ground_truth(wildcards):
     """The synthetic cohort's ground truth (oracle AUC), or nothing for a user's cohort."""
     return (
         []
-        if config["cohort"]["sheet"]
-        else ["results/cohort/synthetic/ground_truth.json"]
+        if study(wildcards).synthetic is None
+        else [f"{wildcards.study}/cohort/synthetic/ground_truth.json"]
     )
 
 
-# Ground-truth recovery study (validation.smk)
-V = "results/validation/{scenario}/seed{vseed}"
-V_CONSTRAINTS = {"scenario": r"[A-Za-z0-9_]+", "vseed": r"\d+"}
-SCENARIOS = config["validation"]["run"] or list(config["validation"]["scenarios"])
-_unknown = sorted(set(SCENARIOS) - set(config["validation"]["scenarios"]))
-if _unknown:
-    raise ValueError(f"validation.run names unknown scenarios {_unknown}")
-VSEEDS = list(range(config["validation"]["replicates"]))
-V_MODALITIES = config["validation"]["modalities"]
-V_METHODS = list(
-    dict.fromkeys(
-        config["validation"]["methods"] + [config["report"]["primary_method"]]
-    )
-)
-
-
-def scenario(wildcards):
-    """The scenario's synthetic block: its own keys over the `synthetic:` block; seed + replicate."""
-    block = {
-        **config["synthetic"],
-        **config["validation"]["scenarios"][wildcards.scenario],
-    }
-    block["seed"] = int(block["seed"]) + 1000 * int(wildcards.vseed)
-    return block
-
-
-def synth_param(key):
-    return lambda wildcards: scenario(wildcards)[key]
-
-
-def scenario_signature(*keys):
-    """The ``signature`` param of a scenario's synthesis job: its own values of ``keys``. Without it the
-    job would inherit the study rule's signature of the `synthetic:` block, and switching the default
-    study's preset would rerun every scenario."""
-    return lambda wildcards: signature({k: scenario(wildcards)[k] for k in keys})
-
-
-def scenario_chunks(wildcards, pattern):
+def all_outputs():
     return expand(
-        pattern,
-        chunk=range(scenario(wildcards)["chunks"]),
-        scenario=wildcards.scenario,
-        vseed=wildcards.vseed,
+        "{study}/{path}",
+        study=STUDY,
+        path=[
+            "stats/layer_calls.tsv",
+            "stats/layer_contrasts.tsv",
+            "checks/sanity.tsv",
+            "checks/faithfulness.tsv",
+            "checks/robustness.tsv",
+            "figures/layer_calls.png",
+            "figures/checks.png",
+            "stats/layer_saliency.tsv",
+            "stats/performance.tsv",
+            "stats/paper_table.tsv",
+            "figures/layer_saliency.png",
+            "figures/roc.png",
+            "figures/training_curves.png",
+            "figures/overlays.png",
+        ],
     )
-
-
-def v_aggregated(null):
-    """The scenario replicate's aggregated tables of the trained (or the null) models."""
-
-    def inputs(wildcards):
-        runs = [f"null/r{r}/" for r in REPLICATES] if null else [""]
-        return expand(
-            f"{V}/{{run}}aggregate/{{modality}}/{{method}}/fold{{fold}}.tsv",
-            scenario=wildcards.scenario,
-            vseed=wildcards.vseed,
-            run=runs,
-            modality=V_MODALITIES,
-            method=V_METHODS,
-            fold=FOLDS,
-        )
-
-    return inputs

@@ -1,16 +1,19 @@
+# Figures of the report: layer saliency, model performance, example maps, layer calls, checks.
+
+
 rule figure_saliency:
     input:
-        saliency="results/stats/layer_saliency.tsv",
+        saliency="{study}/stats/layer_saliency.tsv",
     output:
         png=report(
-            "results/figures/layer_saliency.png",
+            "{study}/figures/layer_saliency.png",
             caption="../report/layer_saliency.rst",
             category="Layer saliency",
         ),
     log:
-        "results/logs/figures/layer_saliency.log",
+        "{study}/logs/figures/layer_saliency.log",
     benchmark:
-        "results/benchmarks/figures/layer_saliency.tsv"
+        "{study}/benchmarks/figures/layer_saliency.tsv"
     conda:
         "../../envs/stats.yaml"
     threads: 1
@@ -18,38 +21,36 @@ rule figure_saliency:
         mem_mb=2000,
         runtime=15,
     params:
-        measure=config["report"]["paper_measure"],
-        confidence_level=config["bootstrap"]["confidence_level"],
-        code=layer_code("figures", "stats", "aggregate"),
+        **signed(
+            measure=config["report"]["paper_measure"],
+            confidence_level=config["bootstrap"]["confidence_level"],
+            code=code("figure_saliency.py"),
+        ),
     script:
         "../scripts/figure_saliency.py"
 
 
 rule figure_performance:
     input:
-        oof="results/stats/oof_predictions.tsv",
-        performance="results/stats/performance.tsv",
-        curves=expand(
-            "results/models/{modality}/fold{fold}_curve.tsv",
-            modality=MODALITIES,
-            fold=FOLDS,
-        ),
-        truth=ground_truth(),
+        oof="{study}/stats/oof_predictions.tsv",
+        performance="{study}/stats/performance.tsv",
+        curves=per_model("{study}/models/{modality}/fold{fold}_curve.tsv"),
+        truth=ground_truth,
     output:
         roc=report(
-            "results/figures/roc.png",
+            "{study}/figures/roc.png",
             caption="../report/roc.rst",
             category="Model performance",
         ),
         curves=report(
-            "results/figures/training_curves.png",
+            "{study}/figures/training_curves.png",
             caption="../report/training_curves.rst",
             category="Model performance",
         ),
     log:
-        "results/logs/figures/performance.log",
+        "{study}/logs/figures/performance.log",
     benchmark:
-        "results/benchmarks/figures/performance.tsv"
+        "{study}/benchmarks/figures/performance.tsv"
     conda:
         "../../envs/stats.yaml"
     threads: 1
@@ -58,29 +59,27 @@ rule figure_performance:
         runtime=15,
     params:
         confidence_level=config["bootstrap"]["confidence_level"],
-        code=layer_code("figures", "stats", "aggregate"),
+        code=code("figure_performance.py"),
     script:
         "../scripts/figure_performance.py"
 
 
 rule figure_overlays:
     input:
-        sheet="results/cohort/validated.tsv",
-        examples=expand(
-            "results/attribution/{modality}/{method}/fold0_examples",
-            modality=MODALITIES,
-            method=METHODS,
+        sheet="{study}/cohort/validated.tsv",
+        examples=per_model(
+            "{study}/attribution/{modality}/{method}/fold{fold}_examples", folds=[0]
         ),
     output:
         png=report(
-            "results/figures/overlays.png",
+            "{study}/figures/overlays.png",
             caption="../report/overlays.rst",
             category="Layer saliency",
         ),
     log:
-        "results/logs/figures/overlays.log",
+        "{study}/logs/figures/overlays.log",
     benchmark:
-        "results/benchmarks/figures/overlays.tsv"
+        "{study}/benchmarks/figures/overlays.tsv"
     conda:
         "../../envs/stats.yaml"
     threads: 1
@@ -88,24 +87,24 @@ rule figure_overlays:
         mem_mb=2000,
         runtime=15,
     params:
-        code=layer_code("figures", "examples", "stats", "aggregate"),
+        code=code("figure_overlays.py"),
     script:
         "../scripts/figure_overlays.py"
 
 
 rule figure_calls:
     input:
-        calls="results/stats/layer_calls.tsv",
+        calls="{study}/stats/layer_calls.tsv",
     output:
         png=report(
-            "results/figures/layer_calls.png",
+            "{study}/figures/layer_calls.png",
             caption="../report/layer_calls_figure.rst",
             category="Layer calls",
         ),
     log:
-        "results/logs/figures/layer_calls.log",
+        "{study}/logs/figures/layer_calls.log",
     benchmark:
-        "results/benchmarks/figures/layer_calls.tsv"
+        "{study}/benchmarks/figures/layer_calls.tsv"
     conda:
         "../../envs/stats.yaml"
     threads: 1
@@ -113,10 +112,10 @@ rule figure_calls:
         mem_mb=2000,
         runtime=15,
     params:
-        method=config["report"]["primary_method"],
-        measure=config["report"]["primary_measure"],
-        code=layer_code(
-            "figures", "figures_calls", "inference", "stats", "aggregate", "games"
+        **signed(
+            method=config["report"]["primary_method"],
+            measure=config["report"]["primary_measure"],
+            code=code("figure_calls.py"),
         ),
     script:
         "../scripts/figure_calls.py"
@@ -124,19 +123,19 @@ rule figure_calls:
 
 rule figure_checks:
     input:
-        sanity="results/checks/sanity.tsv",
-        curves="results/checks/deletion_curves.tsv",
-        robustness="results/checks/robustness.tsv",
+        sanity="{study}/checks/sanity.tsv",
+        curves="{study}/checks/deletion_curves.tsv",
+        robustness="{study}/checks/robustness.tsv",
     output:
         png=report(
-            "results/figures/checks.png",
+            "{study}/figures/checks.png",
             caption="../report/checks_figure.rst",
             category="Checks",
         ),
     log:
-        "results/logs/figures/checks.log",
+        "{study}/logs/figures/checks.log",
     benchmark:
-        "results/benchmarks/figures/checks.tsv"
+        "{study}/benchmarks/figures/checks.tsv"
     conda:
         "../../envs/stats.yaml"
     threads: 1
@@ -144,8 +143,6 @@ rule figure_checks:
         mem_mb=2000,
         runtime=15,
     params:
-        code=layer_code(
-            "figures", "figures_calls", "inference", "stats", "aggregate", "games"
-        ),
+        code=code("figure_checks.py"),
     script:
         "../scripts/figure_checks.py"

@@ -1,33 +1,32 @@
+# Subject-level intervals of every layer score and of model performance, and the null-calibrated calls.
+
+
 rule statistics:
     input:
-        sheet="results/cohort/validated.tsv",
-        aggregated=aggregated(),
-        oof=expand(
-            "results/models/{modality}/fold{fold}_oof.tsv",
-            modality=MODALITIES,
-            fold=FOLDS,
-        ),
+        sheet="{study}/cohort/validated.tsv",
+        aggregated=per_model("{study}/aggregate/{modality}/{method}/fold{fold}.tsv"),
+        oof=per_model("{study}/models/{modality}/fold{fold}_oof.tsv"),
     output:
         saliency=report(
-            "results/stats/layer_saliency.tsv",
+            "{study}/stats/layer_saliency.tsv",
             caption="../report/layer_saliency_table.rst",
             category="Tables",
         ),
         performance=report(
-            "results/stats/performance.tsv",
+            "{study}/stats/performance.tsv",
             caption="../report/performance_table.rst",
             category="Tables",
         ),
         paper=report(
-            "results/stats/paper_table.tsv",
+            "{study}/stats/paper_table.tsv",
             caption="../report/paper_table.rst",
             category="Tables",
         ),
-        oof="results/stats/oof_predictions.tsv",
+        oof="{study}/stats/oof_predictions.tsv",
     log:
-        "results/logs/stats/statistics.log",
+        "{study}/logs/stats/statistics.log",
     benchmark:
-        "results/benchmarks/stats/statistics.tsv"
+        "{study}/benchmarks/stats/statistics.tsv"
     conda:
         "../../envs/stats.yaml"
     threads: 1
@@ -41,7 +40,7 @@ rule statistics:
             seed=config["bootstrap"]["seed"],
             paper_method=config["report"]["paper_method"],
             paper_measure=config["report"]["paper_measure"],
-            code=layer_code("stats", "aggregate"),
+            code=code("statistics.py"),
         ),
     script:
         "../scripts/statistics.py"
@@ -49,25 +48,31 @@ rule statistics:
 
 rule calls:
     input:
-        sheet="results/cohort/validated.tsv",
-        aggregated=aggregated(),
-        null=null_aggregated(),
-        coalitions=coalition_files(),
+        sheet="{study}/cohort/validated.tsv",
+        aggregated=per_model("{study}/aggregate/{modality}/{method}/fold{fold}.tsv"),
+        null=per_model(
+            "{study}/{run}aggregate/{modality}/{method}/fold{fold}.tsv", runs="null"
+        ),
+        coalitions=per_model(
+            "{study}/{run}attribution/{modality}/{method}/fold{fold}.npz",
+            runs="both",
+            methods="exact_shapley",
+        ),
     output:
         calls=report(
-            "results/stats/layer_calls.tsv",
+            "{study}/stats/layer_calls.tsv",
             caption="../report/layer_calls.rst",
             category="Tables",
         ),
         contrasts=report(
-            "results/stats/layer_contrasts.tsv",
+            "{study}/stats/layer_contrasts.tsv",
             caption="../report/layer_contrasts.rst",
             category="Tables",
         ),
     log:
-        "results/logs/stats/calls.log",
+        "{study}/logs/stats/calls.log",
     benchmark:
-        "results/benchmarks/stats/calls.tsv"
+        "{study}/benchmarks/stats/calls.tsv"
     conda:
         "../../envs/stats.yaml"
     threads: 1
@@ -85,7 +90,7 @@ rule calls:
             seed=config["bootstrap"]["seed"],
             primary_method=config["report"]["primary_method"],
             primary_measure=config["report"]["primary_measure"],
-            code=layer_code("inference", "stats", "aggregate", "games"),
+            code=code("calls.py"),
         ),
     script:
         "../scripts/calls.py"

@@ -1,12 +1,26 @@
+# The synthetic cohort of a study (main or validation scenario), rendered in chunks of subjects.
+
+SYNTH_KEYS = (
+    "preset",
+    "effects",
+    "n_subjects",
+    "scans_per_subject",
+    "shape",
+    "spacing",
+    "label_noise",
+    "seed",
+)
+
+
 rule synth_chunk:
     output:
-        sheet="results/cohort/synthetic/chunks/chunk{chunk}_sheet.tsv",
-        features="results/cohort/synthetic/chunks/chunk{chunk}_features.tsv",
-        scans=directory("results/cohort/synthetic/scans/chunk{chunk}"),
+        sheet="{study}/cohort/synthetic/chunks/chunk{chunk}_sheet.tsv",
+        features="{study}/cohort/synthetic/chunks/chunk{chunk}_features.tsv",
+        scans=directory("{study}/cohort/synthetic/scans/chunk{chunk}"),
     log:
-        "results/logs/synth/chunk{chunk}.log",
+        "{study}/logs/synth/chunk{chunk}.log",
     benchmark:
-        "results/benchmarks/synth/chunk{chunk}.tsv"
+        "{study}/benchmarks/synth/chunk{chunk}.tsv"
     conda:
         "../../envs/cohort.yaml"
     threads: 1
@@ -15,16 +29,9 @@ rule synth_chunk:
         runtime=60,
     params:
         **signed(
-            preset=config["synthetic"]["preset"],
-            effects=config["synthetic"]["effects"],
-            n_subjects=config["synthetic"]["n_subjects"],
-            scans_per_subject=config["synthetic"]["scans_per_subject"],
-            shape=config["synthetic"]["shape"],
-            spacing=config["synthetic"]["spacing"],
-            label_noise=config["synthetic"]["label_noise"],
-            seed=config["synthetic"]["seed"],
-            chunks=config["synthetic"]["chunks"],
-            code=synth_code(),
+            **{key: synthetic(key) for key in SYNTH_KEYS},
+            chunks=synthetic("chunks"),
+            code=code("synth_chunk.py"),
         ),
     script:
         "../scripts/synth_chunk.py"
@@ -32,26 +39,19 @@ rule synth_chunk:
 
 rule synth_cohort:
     input:
-        sheets=expand(
-            "results/cohort/synthetic/chunks/chunk{chunk}_sheet.tsv",
-            chunk=range(config["synthetic"]["chunks"]),
+        sheets=synth_chunks("{study}/cohort/synthetic/chunks/chunk{chunk}_sheet.tsv"),
+        features=synth_chunks(
+            "{study}/cohort/synthetic/chunks/chunk{chunk}_features.tsv"
         ),
-        features=expand(
-            "results/cohort/synthetic/chunks/chunk{chunk}_features.tsv",
-            chunk=range(config["synthetic"]["chunks"]),
-        ),
-        scans=expand(
-            "results/cohort/synthetic/scans/chunk{chunk}",
-            chunk=range(config["synthetic"]["chunks"]),
-        ),
+        scans=synth_chunks("{study}/cohort/synthetic/scans/chunk{chunk}"),
     output:
-        sheet="results/cohort/synthetic/cohort.tsv",
-        features="results/cohort/synthetic/features.tsv",
-        truth="results/cohort/synthetic/ground_truth.json",
+        sheet="{study}/cohort/synthetic/cohort.tsv",
+        features="{study}/cohort/synthetic/features.tsv",
+        truth="{study}/cohort/synthetic/ground_truth.json",
     log:
-        "results/logs/synth/cohort.log",
+        "{study}/logs/synth/cohort.log",
     benchmark:
-        "results/benchmarks/synth/cohort.tsv"
+        "{study}/benchmarks/synth/cohort.tsv"
     conda:
         "../../envs/cohort.yaml"
     threads: 1
@@ -60,15 +60,8 @@ rule synth_cohort:
         runtime=30,
     params:
         **signed(
-            preset=config["synthetic"]["preset"],
-            effects=config["synthetic"]["effects"],
-            n_subjects=config["synthetic"]["n_subjects"],
-            scans_per_subject=config["synthetic"]["scans_per_subject"],
-            shape=config["synthetic"]["shape"],
-            spacing=config["synthetic"]["spacing"],
-            label_noise=config["synthetic"]["label_noise"],
-            seed=config["synthetic"]["seed"],
-            code=synth_code(),
+            **{key: synthetic(key) for key in SYNTH_KEYS},
+            code=code("synth_cohort.py"),
         ),
     script:
         "../scripts/synth_cohort.py"

@@ -1,18 +1,19 @@
+# One model per modality x fold, for the trained models ({run} empty) and every null replicate
+# ({run} = null/r{replicate}/: labels permuted across subjects before training).
+
+
 rule train:
     input:
-        sheet="results/cohort/validated.tsv",
-        folds="results/splits/folds.tsv",
+        sheet="{study}/cohort/validated.tsv",
+        folds="{study}/splits/folds.tsv",
     output:
-        model="results/models/{modality}/fold{fold}.pt",
-        curve="results/models/{modality}/fold{fold}_curve.tsv",
-        oof="results/models/{modality}/fold{fold}_oof.tsv",
+        model="{study}/{run}models/{modality}/fold{fold}.pt",
+        curve="{study}/{run}models/{modality}/fold{fold}_curve.tsv",
+        oof="{study}/{run}models/{modality}/fold{fold}_oof.tsv",
     log:
-        "results/logs/train/{modality}/fold{fold}.log",
+        "{study}/logs/{run}train/{modality}/fold{fold}.log",
     benchmark:
-        "results/benchmarks/train/{modality}/fold{fold}.tsv"
-    wildcard_constraints:
-        modality="bmode|swe|fused",
-        fold=r"\d+",
+        "{study}/benchmarks/{run}train/{modality}/fold{fold}.tsv"
     conda:
         "../../envs/torch.yaml"
     threads: config["train"]["threads"]
@@ -22,7 +23,8 @@ rule train:
         runtime=120,
     params:
         **signed(
-            checkpoint="results/checkpoints/{modality}/fold{fold}.ckpt",
+            checkpoint="{study}/checkpoints/{run}{modality}/fold{fold}.ckpt",
+            permutation_seed=permutation_seed,
             model_name=config["model"]["name"],
             width=config["model"]["width"],
             bmode_max=config["input"]["bmode_max"],
@@ -34,26 +36,7 @@ rule train:
             weight_decay=config["train"]["weight_decay"],
             seed=config["train"]["seed"],
             amp=config["train"]["amp"],
-            code=layer_code("data", "model", "train"),
+            code=code("train.py"),
         ),
     script:
         "../scripts/train.py"
-
-
-use rule train as train_null with:
-    output:
-        model="results/null/r{replicate}/models/{modality}/fold{fold}.pt",
-        curve="results/null/r{replicate}/models/{modality}/fold{fold}_curve.tsv",
-        oof="results/null/r{replicate}/models/{modality}/fold{fold}_oof.tsv",
-    log:
-        "results/logs/null/r{replicate}/train/{modality}/fold{fold}.log",
-    benchmark:
-        "results/benchmarks/null/r{replicate}/train/{modality}/fold{fold}.tsv"
-    wildcard_constraints:
-        modality="bmode|swe|fused",
-        fold=r"\d+",
-        replicate=r"\d+",
-    params:
-        checkpoint="results/checkpoints/null/r{replicate}/{modality}/fold{fold}.ckpt",
-        permutation_seed=lambda wc: null_seed(wc.replicate),
-        code=layer_code("data", "model", "train", "split"),

@@ -14,5 +14,7 @@ table = aggregate_job(snakemake.input.maps, read_tsv(snakemake.input.sheet), sna
 table.insert(2, "modality", snakemake.wildcards.modality)
 table.insert(3, "method", snakemake.wildcards.method)
 table.insert(4, "fold", int(snakemake.wildcards.fold))
+if snakemake.params.null_model is not None:
+    table.insert(5, "null_model", snakemake.params.null_model)
 write_tsv(table, snakemake.output.table)
 log.info("%d rows for %d scans", len(table), table["scan_id"].nunique())

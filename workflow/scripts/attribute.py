@@ -24,5 +24,8 @@ log.info(
     result.qc.groupby("check")["value"].describe().to_string(),
 )
 write_tsv(result.qc, snakemake.output.qc)
-write_examples(result, sheet, snakemake.output.examples, p.n_examples)
-save_attribution(snakemake.output.maps, result)
+w = snakemake.wildcards
+write_examples(result, sheet, snakemake.output.examples, p.n_examples, modality=w.modality, method=w.method)
+save_attribution(
+    snakemake.output.maps, result, modality=w.modality, method=w.method, fold=int(w.fold), null_model=p.null_model
+)

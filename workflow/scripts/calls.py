@@ -1,6 +1,5 @@
 """Null-calibrated layer calls (trained vs null models) and within-subject layer contrasts."""
 
-import re
 import sys
 from pathlib import Path
 
@@ -17,10 +16,7 @@ p = snakemake.params
 sheet = read_tsv(snakemake.input.sheet)
 labels = sheet.set_index(sheet["scan_id"].astype(str))["label"]
 trained = pd.concat([read_tsv(path) for path in snakemake.input.aggregated], ignore_index=True)
-null = pd.concat(
-    [read_tsv(path).assign(null_model=int(re.search(r"/null/r(\d+)/", path).group(1))) for path in snakemake.input.null],
-    ignore_index=True,
-)
+null = pd.concat([read_tsv(path) for path in snakemake.input.null], ignore_index=True)  # with null_model
 calls, contrasts = calls_and_contrasts(
     trained, null, labels, p.measures, p.n_resamples, p.confidence_level, p.seed, p.alpha, p.n_permutations, p.test,
     contrast_method=p.primary_method, contrast_measure=p.primary_measure,

@@ -1,5 +1,5 @@
-"""Layer profiles of the fold-0 model for every method: under cascading parameter randomisation (rule
-``sanity``) or under one-voxel and Dice-level errors of the layer masks (rule ``robustness``)."""
+"""Layer profiles of the fold-0 model for every method: under cascading parameter randomisation (``{check}``
+= sanity) or under one-voxel and Dice-level errors of the layer masks (``{check}`` = robustness)."""
 
 import sys
 from pathlib import Path
@@ -16,7 +16,7 @@ log = log_to(snakemake.log[0])
 p = snakemake.params
 configure_torch(snakemake.threads, pick_device())
 table = check_profiles(
-    snakemake.rule,
+    snakemake.wildcards.check,
     read_tsv(snakemake.input.sheet),
     read_tsv(snakemake.input.folds),
     snakemake.input.model,

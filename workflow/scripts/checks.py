@@ -22,9 +22,10 @@ sanity = sanity_table(
 write_tsv(sanity, snakemake.output.sanity)
 
 aggregated = pd.concat([read_tsv(path) for path in snakemake.input.aggregated], ignore_index=True)
+shapley = [load_arrays(path) for path in snakemake.input.shapley]
 curves, summaries = [], []
 for modality, of_modality in aggregated.groupby("modality", sort=False):
-    runs = [load_arrays(path) for path in snakemake.input.shapley if f"/{modality}/" in path]
+    runs = [run for run in shapley if str(run["modality"]) == modality]
     coalitions = pd.concat(
         [pd.DataFrame(run["coalitions"], index=[str(s) for s in run["scan_ids"]]) for run in runs]
     ).sort_index()

@@ -12,8 +12,5 @@ from layer.logs import log_to  # noqa: E402
 
 log_to(snakemake.log[0])
 sheet = read_tsv(snakemake.input.sheet)
-examples = []
-for folder in snakemake.input.examples:
-    method_dir = Path(folder).parent
-    examples += read_examples(folder, sheet, method_dir.parent.name, method_dir.name)
+examples = [example for folder in snakemake.input.examples for example in read_examples(folder, sheet)]
 plot_overlays(examples, snakemake.output.png)

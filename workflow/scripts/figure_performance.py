@@ -21,8 +21,5 @@ plot_roc(
     oracle_auc=oracle,
     confidence_level=snakemake.params.confidence_level,
 )
-curves = []
-for path in snakemake.input.curves:
-    modality, fold = Path(path).parent.name, int(Path(path).name.split("_")[0].removeprefix("fold"))
-    curves.append(read_tsv(path).assign(modality=modality, fold=fold))
-plot_training_curves(pd.concat(curves, ignore_index=True), snakemake.output.curves)
+curves = pd.concat([read_tsv(path) for path in snakemake.input.curves], ignore_index=True)  # modality, fold
+plot_training_curves(curves, snakemake.output.curves)

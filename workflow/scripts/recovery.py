@@ -20,9 +20,10 @@ labels = sheet.set_index(sheet["scan_id"].astype(str))["label"]
 truth = json.loads(Path(snakemake.input.truth).read_text())
 oof = pd.concat([read_tsv(path) for path in snakemake.input.oof], ignore_index=True)
 performance = performance_table(oof, p.n_resamples, p.confidence_level, p.seed)
+shapley = [load_arrays(path) for path in snakemake.input.shapley]
 drops = {}
 for modality in oof["modality"].unique():
-    runs = [load_arrays(path) for path in snakemake.input.shapley if f"/{modality}/" in path]
+    runs = [run for run in shapley if str(run["modality"]) == modality]
     coalitions = pd.concat([pd.DataFrame(r["coalitions"], index=[str(s) for s in r["scan_ids"]]) for r in runs])
     drivers = [layer for layer, d in planted_strength(truth, modality).items() if d > 0]
     full, without = auc_without(coalitions.to_numpy(), labels.loc[coalitions.index].to_numpy(), drivers)

@@ -1,7 +1,7 @@
 """Train one model (modality x fold), keep its best weights, curve and out-of-fold predictions.
 
-The null-model rule (``train_null``) passes ``permutation_seed``: the labels are then permuted across
-subjects before training (one null replicate).
+For a null replicate the rule passes ``permutation_seed`` (None for the trained models): the labels are then
+permuted across subjects before training.
 """
 
 import sys
@@ -11,6 +11,7 @@ import torch
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
+from layer.config import from_params  # noqa: E402
 from layer.io import atomic_path, read_tsv, write_tsv  # noqa: E402
 from layer.logs import log_to  # noqa: E402
 from layer.split import permute_subject_labels  # noqa: E402
@@ -19,17 +20,9 @@ from layer.train import ModelSpec, TrainSettings, remove_checkpoint, train_fold 
 log = log_to(snakemake.log[0])
 p = snakemake.params
 spec = ModelSpec(name=p.model_name, width=p.width, bmode_max=p.bmode_max, swe_scale=p.swe_scale)
-settings = TrainSettings(
-    max_epochs=p.max_epochs,
-    patience=p.patience,
-    batch_size=p.batch_size,
-    learning_rate=p.learning_rate,
-    weight_decay=p.weight_decay,
-    seed=p.seed,
-    amp=p.amp,
-)
+settings = from_params(TrainSettings, p)
 sheet = read_tsv(snakemake.input.sheet)
-permutation_seed = getattr(p, "permutation_seed", None)
+permutation_seed = p.permutation_seed
 if permutation_seed is not None:
     sheet = permute_subject_labels(sheet, permutation_seed)
     log.info("null model: labels permuted across subjects (seed %d)", permutation_seed)
@@ -43,6 +36,8 @@ saved, curve, oof = train_fold(
     threads=snakemake.threads,
     checkpoint=p.checkpoint,
 )
+curve.insert(0, "modality", snakemake.wildcards.modality)
+curve.insert(1, "fold", int(snakemake.wildcards.fold))
 write_tsv(curve, snakemake.output.curve)
 write_tsv(oof, snakemake.output.oof)
 with atomic_path(snakemake.output.model) as tmp:

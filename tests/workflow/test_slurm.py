@@ -36,14 +36,14 @@ from pathlib import Path
 import pytest
 from study_outputs import STUDY_FILES
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 SMOKE = ROOT / "config" / "presets" / "smoke.yaml"
 PROFILE = ROOT / "profiles" / "slurm"
 PARTITION = "layertest"
 ACCOUNT = "root"
 #: Rules that run a network and so declare ``gpu=1``; every other rule must not ask for a GPU.
-GPU_RULES = ("train", "train_null", "attribute", "attribute_null", "sanity", "robustness")
+GPU_RULES = ("train", "attribute", "profile_check")
 RUN_TIMEOUT = 1200  # s, the smoke study through Slurm with null models and checks (about 80 jobs on 2 cores)
 FAIL_TIMEOUT = 180  # s, the broken-sheet run
 
@@ -328,10 +328,10 @@ def test_gpu_requested_by_network_rules_only(runs):
     for record in runs["records"].values():
         rule = re.match(r"rule_([a-z_]+?)(?:_wildcards_|$)", record.get("Comment", "")).group(1)
         by_rule.setdefault(rule, []).append(record)
-    assert len(by_rule.get("train", [])) == 3 * 2
-    assert len(by_rule.get("train_null", [])) == 3 * 2
-    assert len(by_rule.get("attribute", [])) == 3 * 2 * 2  # gradcam + the Shapley run of the deletion curves
-    assert len(by_rule.get("sanity", [])) == 3
+    assert len(by_rule.get("train", [])) == 3 * 2 * 2  # trained and null models
+    # trained: gradcam + the Shapley run of the deletion curves; null: gradcam
+    assert len(by_rule.get("attribute", [])) == 3 * 2 * 2 + 3 * 2
+    assert len(by_rule.get("profile_check", [])) == 3 * 2  # sanity and robustness
     for rule, records in by_rule.items():
         for record in records:
             assert record["JobState"] == "COMPLETED", (rule, record)

@@ -1,20 +1,9 @@
-"""The workflow end to end on the smoke preset, and "rerun only stale steps" proved with dry runs.
-
-One session-scoped run (a few minutes on 2 cores):
-1. the smoke study with Grad-CAM only;
-2. a dry run that adds Integrated Gradients: only that method's jobs and what follows them may run;
-3. the real run that adds it;
-4. a dry run that changes bootstrap.n_resamples: only statistics and what follows may run.
-"""
+"""The workflow end to end on the smoke preset, and "rerun only stale steps" proved with dry runs (the
+session's runs are in conftest.py)."""
 
 from __future__ import annotations
 
 import json
-import re
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -23,71 +12,16 @@ import pytest
 from layer.names import LAYERS
 from study_outputs import STUDY_FILES, SYNTHETIC_FILES
 
-ROOT = Path(__file__).resolve().parents[1]
-SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
-SMOKE = ROOT / "config" / "presets" / "smoke.yaml"
-
 pytestmark = pytest.mark.slow
-
-
-def snakemake(workdir: Path, *args: str, configs: tuple[Path, ...] = ()) -> subprocess.CompletedProcess:
-    # Targets and flags before --configfile, which takes every following word as a config file.
-    cmd = [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--cores", "2", *args, "--configfile", str(SMOKE), *map(str, configs)]
-    return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=900)
-
-
-def planned_jobs(dry_run_output: str) -> dict[str, int]:
-    """Job counts per rule from the 'Job stats' table of a dry run."""
-    counts: dict[str, int] = {}
-    table = dry_run_output.split("Job stats:", 1)[1] if "Job stats:" in dry_run_output else ""
-    for line in table.splitlines():
-        match = re.match(r"^(\w+)\s+(\d+)$", line.strip())
-        if match and match.group(1) != "total":
-            counts[match.group(1)] = int(match.group(2))
-    return counts
-
-
-@pytest.fixture(scope="session")
-def smoke(tmp_path_factory) -> dict:
-    work = tmp_path_factory.mktemp("smoke")
-    shutil.copytree(ROOT / "config", work / "config")  # a deployment: the user's config/ beside results/
-    only_gradcam = work / "gradcam_only.yaml"
-    only_gradcam.write_text("attribution:\n  methods: [gradcam]\nreport:\n  paper_method: gradcam\n")
-    more_resamples = work / "more_resamples.yaml"
-    more_resamples.write_text("bootstrap:\n  n_resamples: 300\n")
-    no_margin = work / "no_margin.yaml"
-    no_margin.write_text("attribution:\n  membrane_margin: 0\n")
-    first = snakemake(work, configs=(only_gradcam,))
-    assert first.returncode == 0, first.stderr[-4000:]
-    add_method = snakemake(work, "-n")
-    assert add_method.returncode == 0, add_method.stderr[-4000:]
-    second = snakemake(work)
-    assert second.returncode == 0, second.stderr[-4000:]
-    nothing = snakemake(work, "-n")
-    change_bootstrap = snakemake(work, "-n", configs=(more_resamples,))
-    change_margin = snakemake(work, "-n", configs=(no_margin,))
-    return {
-        "work": work,
-        "results": work / "results",
-        "add_method": planned_jobs(add_method.stdout + add_method.stderr),
-        "add_method_text": add_method.stdout + add_method.stderr,
-        "nothing": nothing.stdout + nothing.stderr,
-        "change_bootstrap": planned_jobs(change_bootstrap.stdout + change_bootstrap.stderr),
-        "change_margin": planned_jobs(change_margin.stdout + change_margin.stderr),
-        "change_margin_text": change_margin.stdout + change_margin.stderr,
-    }
 
 
 def test_adding_a_method_runs_only_its_jobs(smoke):
     jobs = smoke["add_method"]
-    n_jobs = 3 * 2  # 3 modalities x 2 folds of the smoke preset; one null replicate
+    n_jobs = 3 * 2 * 2  # 3 modalities x 2 folds of the smoke preset x (trained + one null replicate)
     assert jobs == {
         "attribute": n_jobs,
         "aggregate": n_jobs,
-        "attribute_null": n_jobs,
-        "aggregate_null": n_jobs,
-        "sanity": 3,  # one job per modality runs every method
-        "robustness": 3,
+        "profile_check": 3 * 2,  # sanity and robustness: one job per modality runs every method
         "statistics": 1,
         "calls": 1,
         "checks": 1,
@@ -100,7 +34,7 @@ def test_adding_a_method_runs_only_its_jobs(smoke):
     }
     assert "method=gradcam" not in smoke["add_method_text"]
     assert "method=shapley_background" not in smoke["add_method_text"]
-    assert "train" not in jobs and "train_null" not in jobs
+    assert "train" not in jobs
 
 
 def test_changing_n_resamples_reruns_only_statistics(smoke):
@@ -110,17 +44,31 @@ def test_changing_n_resamples_reruns_only_statistics(smoke):
     }
 
 
-def test_changing_the_membrane_margin_reruns_attribution_not_training(smoke):
-    """Snakemake's params trigger compares the set of a job's param values without their names: the attribute
-    rule already holds 0 (seed) and 1 (n_examples), so margin 1 -> 0 reran no attribution until the rules
-    got a ``signature`` param (common.smk ``signed``) that names every value."""
+def test_changing_the_membrane_margin_reruns_removal_methods_not_training(smoke):
+    """The margin reaches the removal methods' attribution (their masks) and every aggregation (its regions),
+    not the voxel maps of Grad-CAM and IG. Snakemake's params trigger compares the set of a job's param values
+    without their names, so the rules carry a ``signature`` param (common.smk ``signed``) that names every
+    value: without it margin 1 -> 0 reran nothing (0 and 1 were held by other params)."""
     jobs = smoke["change_margin"]
-    n_jobs = 3 * 3 * 2  # 3 methods x 3 modalities x 2 folds; one null replicate
-    assert jobs["attribute"] == n_jobs and jobs["attribute_null"] == n_jobs
-    assert jobs["aggregate"] == n_jobs and jobs["aggregate_null"] == n_jobs
-    assert jobs["sanity"] == 3 and jobs["robustness"] == 3 and jobs["calls"] == 1
-    assert "train" not in jobs and "train_null" not in jobs and "split" not in jobs
+    models = 3 * 2 * 2  # 3 modalities x 2 folds x (trained + one null replicate)
+    assert jobs["attribute"] == models  # shapley_background only
+    assert jobs["aggregate"] == 3 * models
+    assert jobs["profile_check"] == 3 * 2 and jobs["calls"] == 1
+    assert "train" not in jobs and "split" not in jobs
     assert "method=shapley_background" in smoke["change_margin_text"]
+    assert "method=gradcam" not in smoke["change_margin_text"]
+
+
+def test_changing_ig_steps_reruns_only_integrated_gradients(smoke):
+    """A method's jobs carry only the settings it reads (layer.explain.registry)."""
+    jobs = smoke["change_steps"]
+    models = 3 * 2 * 2
+    assert jobs["attribute"] == models and jobs["aggregate"] == models
+    assert jobs["profile_check"] == 3 * 2  # every method's profile, IG included
+    text = smoke["change_steps_text"]
+    assert "method=integrated_gradients" in text
+    assert "method=gradcam" not in text and "method=shapley_background" not in text
+    assert "train" not in jobs
 
 
 def test_outputs_exist(smoke):
@@ -231,42 +179,6 @@ def test_checks_tables(smoke):
         assert qc[qc.check == "efficiency_error"].value.max() < 1e-5, path
 
 
-TINY_VALIDATION = """
-train:
-  modalities: [bmode]
-  max_epochs: 2
-  patience: 1
-validation:
-  run: [dfm_echogenicity]
-  modalities: [bmode]
-  methods: [shapley_background]
-  scenarios:
-    dfm_echogenicity: {preset: custom, effects: [{layer: dfm, feature: echogenicity, d: 3.0}], chunks: 1}
-"""
-
-
-@pytest.fixture(scope="session")
-def validation(tmp_path_factory) -> dict:
-    """The validation target on one tiny scenario, then a dry run that adds a second scenario."""
-    work = tmp_path_factory.mktemp("validation")
-    shutil.copytree(ROOT / "config", work / "config")
-    tiny = work / "tiny.yaml"
-    tiny.write_text(TINY_VALIDATION)
-    run = snakemake(work, "validation", configs=(tiny,))
-    assert run.returncode == 0, run.stderr[-4000:]
-    more = work / "more.yaml"
-    more.write_text(TINY_VALIDATION.replace("run: [dfm_echogenicity]", 'run: [dfm_echogenicity, "null"]'))
-    dry = snakemake(work, "validation", "-n", configs=(tiny, more))
-    other_study = work / "other_study.yaml"
-    other_study.write_text("synthetic:\n  preset: realistic\n  effects: []\n")
-    study_change = snakemake(work, "validation", "-n", configs=(tiny, other_study))
-    return {
-        "results": work / "results",
-        "add_scenario": planned_jobs(dry.stdout + dry.stderr),
-        "study_change": study_change.stdout + study_change.stderr,
-    }
-
-
 def test_validation_target_writes_recovery(validation):
     res = validation["results"] / "validation"
     recovery = pd.read_csv(res / "recovery.tsv", sep="\t")
@@ -289,7 +201,7 @@ def test_validation_target_writes_recovery(validation):
 def test_adding_a_scenario_plans_only_its_jobs(validation):
     jobs = validation["add_scenario"]
     # the added "null" scenario takes its size and chunks (2) from the smoke preset's synthetic block
-    assert jobs["v_synth_chunk"] == 2 and jobs["v_train"] == 2 and jobs["v_train_null"] == 2
+    assert jobs["synth_chunk"] == 2 and jobs["train"] == 2 + 2  # trained and null models of 2 folds
     assert jobs["recovery"] == 1 and jobs["validation_summary"] == 1
 
 
