@@ -33,7 +33,7 @@ import pandas as pd
 
 from layer.io import load_arrays, load_nifti
 from layer.names import BACKGROUND, LAYERS, N_LAYERS
-from layer.regions import membrane_regions
+from layer.regions.membranes import membrane_regions
 
 #: Quantities that exist once per part, in output order.
 PART_QUANTITIES: tuple[str, ...] = ("mass", "mass_share", "density", "gain")
@@ -432,8 +432,8 @@ def aggregate_job(
     path: str, sheet: pd.DataFrame, membrane_margin: int = 0, scans_per_chunk: int = 64
 ) -> pd.DataFrame:
     """Per-layer scores of one attribution job (modality x method x fold): voxel ``maps`` or layer
-    ``scores`` (``layer.attribution.save_attribution``), read in the attribution regions
-    (``layer.regions.membrane_regions`` with ``membrane_margin``).
+    ``scores`` (``layer.explain.attribute.save_attribution``), read in the attribution regions
+    (``layer.regions.membranes.membrane_regions`` with ``membrane_margin``).
 
     Label maps are read from the sheet's ``layers`` paths, a chunk of scans at a time, so that memory
     stays bounded at paper scale (4,000 scans).

@@ -5,8 +5,8 @@ always oriented so that ratio >= 1 means met: value / limit for "at least" bars 
 and limit / value for "at most" bars (seconds). Rows without a bar have an empty limit and ratio.
 
 Timings are medians of ``repeats`` runs after one warm-up. Each measurement uses the project's own code
-path (the training epoch of :func:`layer.train.train_epoch`, :func:`layer.attribution.attribute`,
-:func:`layer.aggregate.aggregate_scans`, :func:`layer.stats.layer_saliency_table`,
+path (the training epoch of :func:`layer.nets.train.train_epoch`, :func:`layer.explain.attribute.attribute`,
+:func:`layer.aggregate.aggregate_scans`, :func:`layer.stats.tables.layer_saliency_table`,
 :func:`layer.synth.time_scan`), never a copy of it.
 """
 
@@ -87,9 +87,9 @@ def bench_training(sheet: pd.DataFrame, batch_size: int, repeats: int) -> list[R
     """Training throughput through the real data path vs from tensors already in memory."""
     from monai.data import DataLoader
 
-    from layer import data
-    from layer.model import build_model
-    from layer.train import train_epoch
+    from layer.nets import data
+    from layer.nets.model import build_model
+    from layer.nets.train import train_epoch
 
     items = data.make_items(sheet)
     pre, aug = data.preprocessing("fused", 1.0, 5.0), data.augmentation()
@@ -137,10 +137,10 @@ def bench_training(sheet: pd.DataFrame, batch_size: int, repeats: int) -> list[R
 
 def bench_attribution(sheet: pd.DataFrame, n_volumes: int, ig_steps: int, repeats: int) -> list[Row]:
     """Volumes/s of each method and its cost in forward-pass equivalents (batched forwards)."""
-    from layer import data
-    from layer.attribution import METHODS, AttributionSettings, attribute
-    from layer.model import GRADCAM_LAYERS, build_model
-    from layer.train import predict
+    from layer.nets import data
+    from layer.explain.attribute import METHODS, AttributionSettings, attribute
+    from layer.nets.model import GRADCAM_LAYERS, build_model
+    from layer.nets.train import predict
 
     items = data.make_items(sheet)[:n_volumes]
     dataset = data.cached_dataset(items, data.preprocessing("fused", 1.0, 5.0, with_layers=True))
@@ -207,7 +207,7 @@ def default_study_table(n_subjects: int = 100, scans_per_subject: int = 4, n_fol
 
 def bench_bootstrap(n_resamples: int, repeats: int) -> list[Row]:
     """Subject-level BCa for every layer x measure x modality x method of the default study."""
-    from layer.stats import layer_saliency_table
+    from layer.stats.tables import layer_saliency_table
 
     agg = default_study_table()
     seconds = median_time(lambda: layer_saliency_table(agg, n_resamples, 0.95, 0), repeats)
@@ -229,7 +229,9 @@ def bench_synthesis(repeats: int) -> list[Row]:
 
 def _run_stage(stage: str, sheet_path: str, maps_path: str) -> tuple[float, float]:
     """Run one stage; (seconds, peak MB allocated during it, numpy buffers included, via tracemalloc)."""
-    from layer import aggregate, stats, validate
+    from layer import aggregate
+    from layer.stats import tables as stats
+    from layer.cohort import validate
     from layer.io import read_tsv
 
     agg = None

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from layer.validate import Rules, validate_cohort
+from layer.cohort.validate import Rules, validate_cohort
 
 EXIT_USAGE = 2
 

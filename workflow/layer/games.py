@@ -1,12 +1,12 @@
 """Exact Shapley arithmetic on stored coalition values (numpy only, so the statistics rules need no torch).
 
-A removal method evaluates the model on every coalition of the six layers (``layer.shapley``); the values
+A removal method evaluates the model on every coalition of the six layers (``layer.explain.shapley``); the values
 ``[..., 2^n]`` are stored in bitmask order (bit i set = player i present). Everything here is read from them.
 
 Why the conditional values: Shapley splits an interaction equally between its players. A model that reads
 the DFM by its contrast with the dark deep fat above it has a DFM x deep-fat interaction that grows with
 the DFM's echogenicity, so half of it lands on the deep fat, whose own voxels carry nothing. Measured on a
-DFM-only cohort (README, "Attribution regions and conditional calls"): the deep fat's marginal contribution differed between patients
+DFM-only cohort (docs/methods.md, "Attribution regions and conditional calls"): the deep fat's marginal contribution differed between patients
 and controls by 1.27 logits when the DFM was present and by 0.04 when it was absent (membrane margin 1).
 :func:`conditional_shapley` gives each layer's Shapley value in the game with another layer held absent,
 which separates the two.

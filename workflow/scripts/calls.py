@@ -7,7 +7,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-from layer.inference import calls_and_contrasts, load_conditional  # noqa: E402
+from layer.stats.calls import calls_and_contrasts, load_conditional  # noqa: E402
 from layer.io import read_tsv, write_tsv  # noqa: E402
 from layer.logs import log_to  # noqa: E402
 

@@ -6,11 +6,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-from layer.attribution import AttributionSettings  # noqa: E402
+from layer.explain.attribute import AttributionSettings  # noqa: E402
 from layer.io import read_tsv, write_tsv  # noqa: E402
 from layer.logs import log_to  # noqa: E402
-from layer.perturb import check_profiles  # noqa: E402
-from layer.train import configure_torch, pick_device  # noqa: E402
+from layer.checks.profiles import check_profiles  # noqa: E402
+from layer.nets.device import configure_torch, pick_device  # noqa: E402
 
 log = log_to(snakemake.log[0])
 p = snakemake.params

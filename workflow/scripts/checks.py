@@ -7,7 +7,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-from layer.checks import faithfulness_tables, robustness_table, sanity_table, scan_contributions  # noqa: E402
+from layer.checks.summaries import faithfulness_tables, robustness_table, sanity_table, scan_contributions  # noqa: E402
 from layer.io import load_arrays, read_tsv, write_tsv  # noqa: E402
 from layer.logs import log_to  # noqa: E402
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-from layer.figures_calls import plot_layer_calls  # noqa: E402
+from layer.figures.calls import plot_layer_calls  # noqa: E402
 from layer.io import read_tsv  # noqa: E402
 from layer.logs import log_to  # noqa: E402
 

@@ -5,8 +5,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-from layer.checks import PROFILE_MEASURE  # noqa: E402
-from layer.figures_calls import plot_checks  # noqa: E402
+from layer.checks.summaries import PROFILE_MEASURE  # noqa: E402
+from layer.figures.calls import plot_checks  # noqa: E402
 from layer.io import read_tsv  # noqa: E402
 from layer.logs import log_to  # noqa: E402
 

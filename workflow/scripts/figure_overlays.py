@@ -5,8 +5,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-from layer.examples import read_examples  # noqa: E402
-from layer.figures import plot_overlays  # noqa: E402
+from layer.explain.examples import read_examples  # noqa: E402
+from layer.figures.study import plot_overlays  # noqa: E402
 from layer.io import read_tsv  # noqa: E402
 from layer.logs import log_to  # noqa: E402
 

@@ -8,7 +8,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-from layer.figures import plot_roc, plot_training_curves  # noqa: E402
+from layer.figures.study import plot_roc, plot_training_curves  # noqa: E402
 from layer.io import read_tsv  # noqa: E402
 from layer.logs import log_to  # noqa: E402
 

@@ -10,8 +10,8 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 from layer.io import load_arrays, read_tsv, write_tsv  # noqa: E402
 from layer.logs import log_to  # noqa: E402
-from layer.recovery import auc_without, planted_strength, recovery_table  # noqa: E402
-from layer.stats import performance_table  # noqa: E402
+from layer.validation.recovery import auc_without, planted_strength, recovery_table  # noqa: E402
+from layer.stats.tables import performance_table  # noqa: E402
 
 log = log_to(snakemake.log[0])
 p = snakemake.params

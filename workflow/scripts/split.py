@@ -7,7 +7,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 from layer.io import read_tsv, write_tsv  # noqa: E402
 from layer.logs import log_to  # noqa: E402
-from layer.split import check_folds, make_folds  # noqa: E402
+from layer.cohort.split import check_folds, make_folds  # noqa: E402
 
 log = log_to(snakemake.log[0])
 p = snakemake.params

@@ -9,7 +9,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 from layer.io import read_tsv, write_tsv  # noqa: E402
 from layer.logs import log_to  # noqa: E402
-from layer.stats import layer_saliency_table, paper_table, performance_table  # noqa: E402
+from layer.stats.tables import layer_saliency_table, paper_table, performance_table  # noqa: E402
 
 log = log_to(snakemake.log[0])
 p = snakemake.params

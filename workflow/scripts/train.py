@@ -14,8 +14,8 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 from layer.config import from_params  # noqa: E402
 from layer.io import atomic_path, read_tsv, write_tsv  # noqa: E402
 from layer.logs import log_to  # noqa: E402
-from layer.split import permute_subject_labels  # noqa: E402
-from layer.train import ModelSpec, TrainSettings, remove_checkpoint, train_fold  # noqa: E402
+from layer.cohort.split import permute_subject_labels  # noqa: E402
+from layer.nets.train import ModelSpec, TrainSettings, remove_checkpoint, train_fold  # noqa: E402
 
 log = log_to(snakemake.log[0])
 p = snakemake.params

@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 from layer.io import atomic_path, write_tsv  # noqa: E402
 from layer.logs import log_to  # noqa: E402
-from layer.validate import Rules, validate_cohort  # noqa: E402
+from layer.cohort.validate import Rules, validate_cohort  # noqa: E402
 
 log = log_to(snakemake.log.main)
 report, sheet = validate_cohort(snakemake.input.sheet, Rules.from_attributes(snakemake.params))

@@ -7,10 +7,10 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-from layer.figures_calls import plot_recovery  # noqa: E402
+from layer.figures.calls import plot_recovery  # noqa: E402
 from layer.io import read_tsv, write_tsv  # noqa: E402
 from layer.logs import log_to  # noqa: E402
-from layer.recovery import summary_table  # noqa: E402
+from layer.validation.recovery import summary_table  # noqa: E402
 
 log = log_to(snakemake.log[0])
 recovery = pd.concat([read_tsv(path) for path in snakemake.input], ignore_index=True)

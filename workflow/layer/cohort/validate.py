@@ -1,0 +1,807 @@
+"""Cohort integrity check: every problem of a cohort sheet and its volumes, in one list, before training.
+
+Why one list: a user with 4,000 scans on shared storage must learn about every bad scan in one run, not
+one error per rerun after hours of GPU time. Each problem names the scan, the file and the reason.
+Volumes are streamed one scan at a time, so memory does not grow with the cohort.
+
+The same function backs the workflow's first rule and the ``layer validate`` command.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import re
+import warnings
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from layer.names import BACKGROUND, LAYERS, SHEET_COLUMNS
+
+PATH_COLUMNS: tuple[str, ...] = ("bmode", "swe", "layers")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding: which scan (or ``-`` for the sheet), which file, and why."""
+
+    scan_id: str
+    file: str
+    reason: str
+    severity: str = "error"  # "error" stops the study; "warning" is reported only
+
+
+@dataclass
+class Report:
+    """All findings of one validation run, errors and warnings apart."""
+
+    problems: list[Problem] = field(default_factory=list)
+    excluded: list[str] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "warning"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def table(self) -> pd.DataFrame:
+        """Problems as a table with columns severity, scan_id, file, reason (errors first)."""
+        rows = [(p.severity, p.scan_id, p.file, p.reason) for p in self.errors + self.warnings]
+        return pd.DataFrame(rows, columns=["severity", "scan_id", "file", "reason"])
+
+    def text(self, sheet: str | os.PathLike[str]) -> str:
+        """Human-readable report: a summary line, then errors, then warnings."""
+        lines = [
+            f"Cohort validation of {sheet}: {len(self.errors)} error(s), {len(self.warnings)} warning(s)"
+            + (f", {len(self.excluded)} scan(s) excluded" if self.excluded else "")
+        ]
+        for title, items in (("Errors", self.errors), ("Warnings", self.warnings)):
+            if items:
+                lines.append(f"{title}:")
+                lines += [f"  - scan {p.scan_id} | {p.file} | {p.reason}" for p in items]
+        if self.excluded:
+            lines.append("Excluded scans: " + ", ".join(self.excluded))
+        return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class Rules:
+    """Tolerances and policies of the check (config ``validate:``)."""
+
+    n_folds: int = 5
+    affine_tolerance_mm: float = 1e-3
+    swe_max_nan_in_box: float = 0.25
+    absent_layer: str = "error"  # "error" fails the run, "exclude" drops the scan with a warning
+    allow_outside_paths: bool = False
+    spacing_tolerance: float = 0.25  # relative deviation from the cohort's median spacing that warns
+    # Optional, set by the workflow from the study config; None skips the check that needs them.
+    bmode_max: float | None = None  # input.bmode_max: B-mode beyond [0, bmode_max] is clipped by the model input
+    val_fraction: float | None = None  # split.val_fraction: with it, the subject-level split is tried out
+    split_seed: int = 0  # split.seed
+
+    @classmethod
+    def from_attributes(cls, source: object) -> Rules:
+        """Rules from any object with attributes of the same names (Snakemake params, argparse args);
+        attributes it lacks keep their defaults."""
+        return cls(**{f.name: getattr(source, f.name, f.default) for f in fields(cls)})
+
+
+#: What a scan_id may contain: outputs are named after scan ids (``{scan_id}_bmode.nii.gz``), so no path
+#: separators, spaces or shell-special characters, and no leading dot or dash.
+SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+#: First bytes of formats people export instead of NIfTI (checked in this order).
+_FORMATS: tuple[tuple[int, bytes, str], ...] = (
+    (128, b"DICM", "a DICOM file"),
+    (0, b"NRRD", "an NRRD file"),
+    (0, b"ObjectType", "a MetaImage (.mha/.mhd) file"),
+    (0, b"NDims", "a MetaImage (.mha/.mhd) file"),
+    (0, b"\x89PNG", "a PNG image"),
+    (0, b"\xff\xd8\xff", "a JPEG image"),
+    (0, b"II*\x00", "a TIFF image"),
+    (0, b"MM\x00*", "a TIFF image"),
+    (0, b"\x89HDF", "an HDF5 file"),
+    (0, b"PK\x03\x04", "a ZIP archive"),
+    (0, b"%PDF", "a PDF document"),
+)
+
+
+@dataclass
+class ScanInfo:
+    """What the cohort-level checks need to know about one scan."""
+
+    spacing: tuple[float, ...] | None = None
+    spacing_file: str = ""
+    absent_only: bool = False
+    bmode_range: tuple[float, float] | None = None
+    swe_without_nan: bool = False
+    swe_median: float | None = None
+    swe_p99: float | None = None
+
+
+def read_sheet(sheet_path: Path) -> tuple[pd.DataFrame | None, list[Problem]]:
+    """Read a cohort sheet with every cell as text (only empty cells are missing); say why it cannot be read.
+
+    Accepts UTF-8 (with or without a byte-order mark) and UTF-16 with a byte-order mark (Excel's "Unicode
+    Text"). Surrounding spaces in column names and in the six required columns are removed, with a warning.
+    """
+    name = str(sheet_path)
+    if sheet_path.is_dir():
+        return None, [Problem("-", name, "the sheet path is a directory; give the cohort sheet file (TSV)")]
+    raw = sheet_path.read_bytes()
+    if not raw.strip():
+        return None, [
+            Problem("-", name, "the sheet is empty (no header line); it needs the columns " + ", ".join(SHEET_COLUMNS))
+        ]
+    if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        text = raw.decode("utf-16")
+    else:
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            line = raw[: exc.start].count(b"\n") + 1
+            return None, [
+                Problem(
+                    "-",
+                    name,
+                    f"the sheet is not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line}); save it as UTF-8 "
+                    "tab-separated text",
+                )
+            ]
+    header = text.lstrip("\r\n").splitlines()[0]
+    if "\t" not in header:
+        counts = {sep: header.count(sep) for sep in (",", ";", "|", " ")}
+        sep = max(counts, key=lambda k: counts[k])
+        if counts[sep]:
+            what = {",": "commas (a CSV file?)", ";": "semicolons", "|": "'|' characters", " ": "spaces"}[sep]
+            return None, [
+                Problem(
+                    "-",
+                    name,
+                    f"the sheet is not tab-separated: its header line has no tab but {counts[sep]} {what}; "
+                    "save it as tab-separated text (in Excel: 'Text (Tab delimited)')",
+                )
+            ]
+    try:
+        sheet = pd.read_csv(io.StringIO(text), sep="\t", dtype=str, keep_default_na=False, na_values=[""])
+    except pd.errors.ParserError as exc:
+        return None, [Problem("-", name, f"cannot parse the sheet as TSV ({str(exc).strip()})")]
+    problems: list[Problem] = []
+    names = [c.strip() for c in header.split("\t")]
+    for col in sorted({c for c in names if names.count(c) > 1 and c}):
+        problems.append(Problem("-", "sheet", f"column '{col}' appears {names.count(col)} times"))
+    if problems:
+        return None, problems
+    padded = [str(c) for c in sheet.columns if str(c) != str(c).strip()]
+    if padded:
+        sheet = sheet.rename(columns={c: c.strip() for c in padded})
+        problems.append(
+            Problem(
+                "-", "sheet", "spaces around column name(s) " + ", ".join(repr(c) for c in padded) + " ignored", "warning"
+            )
+        )
+    for col in SHEET_COLUMNS:
+        if col not in sheet.columns:
+            continue
+        values = sheet[col]
+        stripped = values.str.strip()
+        n = int((values.notna() & (stripped != values)).sum())
+        if n:
+            sheet[col] = stripped.replace("", np.nan)
+            problems.append(
+                Problem("-", "sheet", f"spaces around {n} value(s) of column '{col}' ignored", "warning")
+            )
+    return sheet, problems
+
+
+def _sheet_problems(sheet: pd.DataFrame, rules: Rules) -> list[Problem]:
+    problems: list[Problem] = []
+    missing = [c for c in SHEET_COLUMNS if c not in sheet.columns]
+    for col in missing:
+        hint = _closest(col, sheet.columns)
+        problems.append(
+            Problem("-", "sheet", f"missing column '{col}'" + (f" (found '{hint}': misnamed?)" if hint else ""))
+        )
+    if missing:
+        return problems
+    if len(sheet) == 0:
+        return [Problem("-", "sheet", "the sheet has no rows")]
+    for col in SHEET_COLUMNS:
+        for idx in sheet.index[sheet[col].isna()]:
+            problems.append(Problem(_sid(sheet, idx), "sheet", f"empty value in column '{col}' (row {idx + 2})"))
+    for idx in sheet.index[sheet["scan_id"].notna()]:
+        sid = str(sheet.at[idx, "scan_id"])
+        if not SAFE_ID.fullmatch(sid):
+            problems.append(
+                Problem(
+                    sid,
+                    "sheet",
+                    f"scan_id '{sid}' (row {idx + 2}) cannot be used in file names, which the outputs are named "
+                    "by: use letters, digits, '.', '_' and '-' only, starting with a letter or digit",
+                )
+            )
+    problems += _reread_problems(sheet)
+    dup = sheet["scan_id"][sheet["scan_id"].duplicated(keep=False)]
+    for sid in sorted(set(dup.astype(str))):
+        rows = [str(i + 2) for i in dup.index[dup.astype(str) == sid]]
+        problems.append(Problem(sid, "sheet", f"duplicate scan_id (rows {', '.join(rows)})"))
+    labels = pd.to_numeric(sheet["label"], errors="coerce")
+    bad = sheet.index[~labels.isin([0, 1]) & sheet["label"].notna()]
+    for idx in bad:
+        problems.append(
+            Problem(
+                _sid(sheet, idx),
+                "sheet",
+                f"label '{sheet.at[idx, 'label']}' is not 0 or 1 (1 = pain, 0 = no pain) (row {idx + 2})",
+            )
+        )
+    good = sheet.assign(label=labels).loc[labels.isin([0, 1]) & sheet["subject_id"].notna()]
+    if good.empty:
+        return problems
+    per_subject = good.groupby(good["subject_id"].astype(str))["label"].nunique()
+    for sub in per_subject.index[per_subject > 1]:
+        problems.append(Problem("-", "sheet", f"subject {sub} has scans with both labels 0 and 1"))
+    subj_label = good.groupby(good["subject_id"].astype(str))["label"].first()
+    for cls in (0, 1):
+        n = int((subj_label == cls).sum())
+        if n < rules.n_folds:
+            problems.append(
+                Problem(
+                    "-",
+                    "sheet",
+                    f"only {n} subject(s) with label {cls}; {rules.n_folds}-fold subject-level "
+                    f"cross-validation needs at least {rules.n_folds} per class",
+                )
+            )
+    return problems
+
+
+def _reread(values: pd.Series) -> pd.Series:
+    """How later steps see these ids: they read tables back with type inference, then use them as text."""
+    buffer = io.StringIO()
+    values.to_frame("id").to_csv(buffer, sep="\t", index=False, lineterminator="\n")
+    back = pd.read_csv(io.StringIO(buffer.getvalue()), sep="\t")["id"]
+    back.index = values.index
+    return back.where(back.isna(), back.astype(str))
+
+
+def _reread_problems(sheet: pd.DataFrame) -> list[Problem]:
+    """Ids that later steps would read as missing, merge, or show differently (tables are re-read as numbers)."""
+    problems: list[Problem] = []
+    for col in ("scan_id", "subject_id"):
+        values = sheet[col].dropna().astype(str)
+        if values.empty:
+            continue
+        back = _reread(values)
+        for idx in values.index[back.isna()]:
+            problems.append(
+                Problem(
+                    _sid(sheet, idx),
+                    "sheet",
+                    f"{col} '{values[idx]}' (row {idx + 2}) reads as a missing value in later steps; rename it",
+                )
+            )
+        kept = values[back.notna()]
+        merged = False
+        for key, group in kept.groupby(back[back.notna()]):
+            originals = sorted(set(group))
+            if len(originals) > 1:
+                merged = True
+                problems.append(
+                    Problem(
+                        "-",
+                        "sheet",
+                        f"{col}s {', '.join(repr(o) for o in originals)} become the same id '{key}' in later steps, "
+                        "which read the tables back as numbers; make them distinct as text (e.g. prefix a letter)",
+                    )
+                )
+        changed = kept[back[back.notna()] != kept]
+        if len(changed) and not merged:
+            first = changed.index[0]
+            problems.append(
+                Problem(
+                    "-",
+                    "sheet",
+                    f"{len(changed)} {col}(s) will appear differently in result tables, which read them as "
+                    f"numbers (e.g. '{changed[first]}' as '{back[first]}'); prefix a letter to keep them as written",
+                    "warning",
+                )
+            )
+    return problems
+
+
+def _closest(name: str, columns: Iterable[object]) -> str | None:
+    norm = name.replace("_", "").lower()
+    for col in columns:
+        c = str(col)
+        if c != name and c.replace("_", "").replace("-", "").replace(" ", "").lower() == norm:
+            return c
+    return None
+
+
+def _sid(sheet: pd.DataFrame, idx: object) -> str:
+    value = sheet.at[idx, "scan_id"] if "scan_id" in sheet.columns else None
+    return "-" if pd.isna(value) else str(value)
+
+
+def resolve_path(base: Path, value: str, allow_outside: bool) -> tuple[Path, str | None]:
+    """Resolve a sheet path relative to the sheet's directory; say why if it escapes that directory.
+
+    Why: a sheet edited by hand may point anywhere through ``..`` or a symlink; reading outside the
+    cohort folder is refused unless the config allows it.
+    """
+    raw = Path(value)
+    path = raw if raw.is_absolute() else base / raw
+    if allow_outside:
+        return path, None
+    resolved = path.resolve()
+    root = base.resolve()
+    if root != resolved and root not in resolved.parents:
+        if raw.is_absolute() and root not in Path(os.path.normpath(raw)).parents:
+            via = "an absolute path"
+        elif ".." in raw.parts:
+            via = "'..'"
+        else:
+            via = "a symlink"
+        return path, f"path escapes the sheet's directory through {via} ({value})"
+    return path, None
+
+
+def _file_problem(path: Path, value: str) -> str | None:
+    """Why ``path`` is not a readable NIfTI volume, judged from the file system and its first bytes."""
+    if not path.exists():
+        if path.is_symlink():
+            return "broken symlink (its target does not exist)"
+        if "\\" in value:
+            return "file not found (the path contains '\\': write paths with '/')"
+        if not Path(value).is_absolute() and Path(value).exists():
+            return (
+                "file not found next to the sheet (it exists relative to the current directory, but paths are "
+                "relative to the sheet's directory)"
+            )
+        return "file not found"
+    if path.is_dir():
+        return "is a directory, not a NIfTI file (the path must name the volume file)"
+    if path.stat().st_size == 0:
+        return "file is empty (0 bytes)"
+    with open(path, "rb") as fh:
+        head = fh.read(544)
+    compressed = head[:2] == b"\x1f\x8b"
+    if compressed:
+        try:
+            with gzip.open(path, "rb") as fh:
+                head = fh.read(544)
+        except (OSError, EOFError, zlib.error) as exc:
+            return f"unreadable or truncated NIfTI ({type(exc).__name__}: {exc})"
+    is_nifti = head[344:348] in (b"n+1\x00", b"ni1\x00") or head[4:8] == b"n+2\x00"
+    if not is_nifti:
+        kind = next((what for at, magic, what in _FORMATS if head[at : at + len(magic)] == magic), None)
+        if kind is None and len(head) >= 4 and int.from_bytes(head[:4], "little") in (348, 540):
+            kind = "an Analyze 7.5 header (.hdr/.img pair)"
+        if kind is None:
+            printable = sum(32 <= b < 127 or b in (9, 10, 13) for b in head) / len(head)
+            kind = "plain text" if printable > 0.95 else "an unknown format"
+        return f"not a NIfTI file ({'gzip-compressed ' if compressed else ''}{kind}); convert it to NIfTI (.nii.gz)"
+    name = path.name.lower()
+    if not (name.endswith(".nii") or name.endswith(".nii.gz")):
+        return f"a NIfTI file named {path.name}: the study reads files ending in .nii or .nii.gz; rename it"
+    if name.endswith(".gz") and not compressed:
+        return f"an uncompressed NIfTI file named {path.name}: rename it to .nii (or gzip it)"
+    if not name.endswith(".gz") and compressed:
+        return f"a gzip-compressed NIfTI file named {path.name}: rename it to end in .nii.gz"
+    return None
+
+
+def _load(path: Path) -> tuple[np.ndarray | None, np.ndarray | None, str | None]:
+    """Fully read a NIfTI file; return (data, affine, error). Never raises for a bad file."""
+    try:
+        image = nib.load(str(path))
+        data = np.asarray(image.dataobj)
+        affine = np.asarray(image.affine, dtype=np.float64)
+    except Exception as exc:  # noqa: BLE001 - any failure of a user's file is a finding, not a crash
+        return None, None, f"unreadable or truncated NIfTI ({type(exc).__name__}: {exc})"
+    if data.dtype.fields is not None or not (
+        np.issubdtype(data.dtype, np.integer) or np.issubdtype(data.dtype, np.floating) or data.dtype == np.bool_
+    ):
+        kind = f"data type {data.dtype}"
+        return None, None, f"{kind} is not a real number type (RGB or complex?): store one grey value per voxel"
+    err = _geometry_problem(_raw_header(path, image.header), affine)
+    if err:
+        return None, None, err
+    return data, affine, None
+
+
+def _raw_header(path: Path, loaded: nib.Nifti1Header) -> nib.Nifti1Header:
+    """The header as stored: nibabel repairs a zero voxel size to 1 on load, hiding it from the check."""
+    try:
+        with nib.openers.ImageOpener(str(path)) as fh:
+            return type(loaded).from_fileobj(fh, check=False)
+    except Exception:  # noqa: BLE001 - fall back to the repaired header
+        return loaded
+
+
+def _geometry_problem(header: nib.Nifti1Header, affine: np.ndarray) -> str | None:
+    """Why the voxel-to-mm transform is unusable (NaN, zero spacing, singular), if it is."""
+    if not np.isfinite(affine).all():
+        return "the affine (voxel-to-mm transform) has NaN or inf entries"
+    if int(header["sform_code"]) == 0 and int(header["qform_code"]) == 0:
+        pixdim = np.asarray(header["pixdim"][1:4], dtype=np.float64)
+        if not np.isfinite(pixdim).all() or (pixdim <= 0).any():
+            got = ", ".join(f"{v:g}" for v in pixdim)
+            return f"voxel size (pixdim {got}) is zero, negative or NaN and there is no sform/qform: spacing unknown"
+    columns = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+    for axis, length in enumerate(columns):
+        if length < 1e-6:
+            return f"voxel spacing along array axis {axis} is 0: the affine is singular"
+    if abs(np.linalg.det(affine[:3, :3])) < 1e-6 * float(np.prod(columns)):
+        return "the affine is singular (two array axes map to the same direction)"
+    return None
+
+
+def _squeeze_3d(data: np.ndarray) -> tuple[np.ndarray | None, str | None]:
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        return None, f"volume is {data.ndim}-D with shape {tuple(data.shape)}, expected 3-D"
+    return data, None
+
+
+def swe_box(swe: np.ndarray) -> tuple[slice, ...] | None:
+    """The SWE box: the bounding box of the finite voxels (None if there are none)."""
+    finite = np.isfinite(swe)
+    if not finite.any():
+        return None
+    box = []
+    for axis in range(swe.ndim):
+        other = tuple(a for a in range(swe.ndim) if a != axis)
+        idx = np.flatnonzero(finite.any(axis=other))
+        box.append(slice(int(idx[0]), int(idx[-1]) + 1))
+    return tuple(box)
+
+
+def _depth_problem(layers: np.ndarray) -> str | None:
+    """Whether the layers run from dermis (1) to muscle (6) down array axis 0, as the study assumes."""
+    dermis, muscle = layers == 1, layers == len(LAYERS)
+    if not dermis.any() or not muscle.any():
+        return None
+    shift = []
+    for axis in range(3):
+        other = tuple(a for a in range(3) if a != axis)
+        idx = np.arange(layers.shape[axis], dtype=np.float64)
+        centre = [float((mask.sum(axis=other) * idx).sum() / mask.sum()) for mask in (dermis, muscle)]
+        shift.append((centre[1] - centre[0]) / layers.shape[axis])
+    axis = int(np.argmax(np.abs(shift)))
+    if axis != 0:
+        return (
+            f"the layers run from dermis to muscle along array axis {axis}, but depth must be axis 0: store "
+            f"all three volumes as (depth, lateral, elevation), e.g. numpy.moveaxis(array, {axis}, 0)"
+        )
+    if shift[0] < 0:
+        return "the muscle lies above the dermis: depth index 0 must be the skin; flip axis 0 of all three volumes"
+    return None
+
+
+def _scan_problems(scan_id: str, files: dict[str, Path], rules: Rules) -> tuple[list[Problem], ScanInfo]:
+    """Problems of one scan, and what the cohort-level checks need from it."""
+    problems: list[Problem] = []
+    info = ScanInfo()
+    volumes: dict[str, np.ndarray] = {}
+    affines: dict[str, np.ndarray] = {}
+    for kind, path in files.items():
+        data, affine, err = _load(path)
+        if err:
+            problems.append(Problem(scan_id, str(path), err))
+            continue
+        assert data is not None and affine is not None
+        data3, err = _squeeze_3d(data)
+        if err:
+            problems.append(Problem(scan_id, str(path), err))
+            continue
+        assert data3 is not None
+        volumes[kind], affines[kind] = data3, affine
+    if "bmode" in affines:
+        info.spacing = tuple(float(s) for s in np.sqrt((affines["bmode"][:3, :3] ** 2).sum(axis=0)))
+        info.spacing_file = str(files["bmode"])
+    ref = next((k for k in PATH_COLUMNS if k in volumes), None)
+    for kind in volumes:
+        if ref is None or kind == ref:
+            continue
+        if volumes[kind].shape != volumes[ref].shape:
+            problems.append(
+                Problem(
+                    scan_id,
+                    str(files[kind]),
+                    f"shape {volumes[kind].shape} differs from {ref} shape {volumes[ref].shape}",
+                )
+            )
+        diff = float(np.abs(affines[kind] - affines[ref]).max())
+        if diff > rules.affine_tolerance_mm:
+            problems.append(
+                Problem(
+                    scan_id,
+                    str(files[kind]),
+                    f"affine differs from {ref} by up to {diff:.4g} mm (tolerance {rules.affine_tolerance_mm})",
+                )
+            )
+    if "bmode" in volumes:
+        b = volumes["bmode"].astype(np.float64, copy=False)
+        n_bad = int((~np.isfinite(b)).sum())
+        if n_bad:
+            problems.append(Problem(scan_id, str(files["bmode"]), f"B-mode has {n_bad} NaN/inf voxel(s)"))
+        elif np.ptp(b) == 0:
+            problems.append(Problem(scan_id, str(files["bmode"]), f"B-mode is constant ({b.flat[0]:g})"))
+        else:
+            info.bmode_range = (float(b.min()), float(b.max()))
+    if "swe" in volumes:
+        s = volumes["swe"].astype(np.float64, copy=False)
+        if np.isinf(s).any():
+            problems.append(Problem(scan_id, str(files["swe"]), f"SWE has {int(np.isinf(s).sum())} inf voxel(s)"))
+        box = swe_box(s)
+        if box is None:
+            problems.append(
+                Problem(
+                    scan_id,
+                    str(files["swe"]),
+                    "SWE has no finite voxel (empty SWE box): the scan has no shear-wave estimate at all",
+                )
+            )
+        else:
+            info.swe_without_nan = not np.isnan(s).any()
+            inside = s[box]
+            frac = float(np.isnan(inside).mean())
+            if frac > rules.swe_max_nan_in_box:
+                problems.append(
+                    Problem(
+                        scan_id,
+                        str(files["swe"]),
+                        f"{frac:.0%} of the SWE box is NaN (tolerance {rules.swe_max_nan_in_box:.0%}): "
+                        "NaN is allowed only outside the SWE box and for rare dropout",
+                    )
+                )
+            finite = inside[np.isfinite(inside)]
+            if finite.size and np.ptp(finite) == 0:
+                problems.append(Problem(scan_id, str(files["swe"]), f"SWE is constant ({finite[0]:g})"))
+            if finite.size and finite.min() < 0:
+                problems.append(Problem(scan_id, str(files["swe"]), "SWE has negative shear-wave speeds"))
+            if finite.size:
+                info.swe_median, info.swe_p99 = (float(v) for v in np.percentile(finite, [50, 99]))
+    if "layers" in volumes:
+        lab = volumes["layers"]
+        path = str(files["layers"])
+        if not np.issubdtype(lab.dtype, np.integer):
+            labf = lab.astype(np.float64)
+            if not np.isfinite(labf).all() or not np.array_equal(labf, np.round(labf)):
+                problems.append(Problem(scan_id, path, "layer map has non-integer values"))
+                return problems, info
+        values = np.unique(lab).astype(np.int64)
+        out = [int(v) for v in values if v < BACKGROUND or v > len(LAYERS)]
+        if out:
+            problems.append(Problem(scan_id, path, f"layer values {out} out of range 0..{len(LAYERS)}"))
+        else:
+            depth = _depth_problem(lab)
+            if depth:
+                problems.append(Problem(scan_id, path, depth))
+            absent = [name for i, name in enumerate(LAYERS, start=1) if i not in set(values.tolist())]
+            if absent:
+                other_errors = any(p.severity == "error" for p in problems)
+                sev = "warning" if rules.absent_layer == "exclude" else "error"
+                action = "scan excluded" if sev == "warning" else "set validate.absent_layer: exclude to drop it"
+                problems.append(Problem(scan_id, path, f"layer(s) absent: {', '.join(absent)} ({action})", sev))
+                info.absent_only = sev == "warning" and not other_errors
+    return problems, info
+
+
+def _file_reuse(files: dict[str, dict[str, Path]]) -> list[Problem]:
+    """A file named twice: within one scan an error (B-mode given as SWE?), across scans a warning."""
+    users: dict[Path, list[tuple[str, str]]] = {}
+    for sid, kinds in files.items():
+        for kind, path in kinds.items():
+            users.setdefault(path.resolve(), []).append((sid, kind))
+    problems = []
+    for path, who in users.items():
+        if len(who) < 2:
+            continue
+        named = ", ".join(f"{kind} of scan {sid}" for sid, kind in who)
+        same_scan = len({sid for sid, _ in who}) < len(who)
+        problems.append(
+            Problem(
+                who[0][0],
+                str(path),
+                f"the same file is listed {len(who)} times ({named}): a copy-paste error?",
+                "error" if same_scan else "warning",
+            )
+        )
+    return problems
+
+
+def _few(ids: list[str], n: int = 5) -> str:
+    return ", ".join(ids[:n]) + (f" and {len(ids) - n} more" if len(ids) > n else "")
+
+
+def _value_warnings(infos: dict[str, ScanInfo], rules: Rules) -> list[Problem]:
+    """Cohort-level warnings about value ranges (one line each, naming the scans)."""
+    out: list[Problem] = []
+    ranges = {sid: i.bmode_range for sid, i in infos.items() if i.bmode_range is not None}
+    if rules.bmode_max is not None and ranges:
+        top = rules.bmode_max
+        above = [sid for sid, (_, hi) in ranges.items() if hi > top * (1 + 1e-6)]
+        if above:
+            hi = max(ranges[s][1] for s in above)
+            out.append(
+                Problem(
+                    _few(above),
+                    "bmode",
+                    f"B-mode of {len(above)} scan(s) reaches {hi:g}, above input.bmode_max = {top:g}: the model input "
+                    "clips it there (saturated); set input.bmode_max to the export's white level (255 for 8-bit)",
+                    "warning",
+                )
+            )
+        below = [sid for sid, (lo, _) in ranges.items() if lo < 0]
+        if below:
+            lo = min(ranges[s][0] for s in below)
+            out.append(
+                Problem(
+                    _few(below),
+                    "bmode",
+                    f"B-mode of {len(below)} scan(s) has negative values (down to {lo:g}): the model input clips "
+                    "them to 0; B-mode is expected as grey levels from 0 to input.bmode_max",
+                    "warning",
+                )
+            )
+        highest = max(hi for _, hi in ranges.values())
+        if highest < 0.05 * top:
+            out.append(
+                Problem(
+                    "-",
+                    "bmode",
+                    f"B-mode never exceeds {highest:g}, under 5% of input.bmode_max = {top:g}: the model sees "
+                    "nearly black images; set input.bmode_max to the export's white level (1 for data in 0..1)",
+                    "warning",
+                )
+            )
+    no_nan = [sid for sid, i in infos.items() if i.swe_without_nan]
+    if no_nan:
+        out.append(
+            Problem(
+                _few(no_nan),
+                "swe",
+                f"SWE of {len(no_nan)} scan(s) has no NaN, so the SWE box cannot be told apart: export NaN outside "
+                "the box (0 also reads as 'no estimate'; any other fill value is read as a speed)",
+                "warning",
+            )
+        )
+    medians = {sid: i.swe_median for sid, i in infos.items() if i.swe_median is not None}
+    typical = float(np.median(list(medians.values()))) if len(medians) >= 3 else None
+    odd = [
+        sid
+        for sid, i in infos.items()
+        if i.swe_median is not None
+        and ((i.swe_p99 or 0.0) > 20 or (typical is not None and typical > 0 and i.swe_median > 3 * typical))
+    ]
+    if odd:
+        top = max(infos[s].swe_p99 or 0.0 for s in odd)
+        versus = f" or a median over 3 times the cohort's ({typical:.3g} m/s)" if typical is not None else ""
+        out.append(
+            Problem(
+                _few(odd),
+                "swe",
+                f"SWE of {len(odd)} scan(s) looks like another unit (a 99th percentile over 20 m/s{versus}; "
+                f"highest {top:.3g}): shear-wave speed in soft tissue is about 0.5-10 m/s. If the export is "
+                "Young's modulus in kPa, convert: m/s = sqrt(kPa / 3)",
+                "warning",
+            )
+        )
+    return out
+
+
+def _split_problems(sheet: pd.DataFrame, rules: Rules) -> list[Problem]:
+    """Try the study's subject-level split; say if a fold's training or validation part lacks a class."""
+    from layer.cohort.split import make_folds
+
+    assert rules.val_fraction is not None
+    table = sheet.loc[:, ["scan_id", "subject_id", "label"]].astype({"label": int})
+    counts = table.groupby("subject_id")["label"].first().value_counts()
+    setting = (
+        f"({int(counts.get(0, 0))} subjects with label 0, {int(counts.get(1, 0))} with label 1; "
+        f"split.n_folds = {rules.n_folds}, split.val_fraction = {rules.val_fraction:g})"
+    )
+    advice = "add subjects, lower split.n_folds or raise split.val_fraction"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            folds = make_folds(table, rules.n_folds, rules.val_fraction, rules.split_seed)
+    except ValueError as exc:
+        return [Problem("-", "sheet", f"the subject-level split cannot be made ({exc}) {setting}: {advice}")]
+    short = []
+    for fold, part in folds.groupby("fold"):
+        for role, what in (("train", "training"), ("val", "validation (early stopping)")):
+            present = set(part.loc[part["role"] == role, "label"].astype(int))
+            if present != {0, 1}:
+                lacks = " and ".join(f"label {c}" for c in (0, 1) if c not in present)
+                short.append(f"fold {fold} {what} part has no subject with {lacks}")
+    if short:
+        return [Problem("-", "sheet", f"too few subjects for the split {setting}: {'; '.join(short)}; {advice}")]
+    return []
+
+
+def validate_cohort(sheet_path: str | os.PathLike[str], rules: Rules = Rules()) -> tuple[Report, pd.DataFrame]:
+    """Check a cohort sheet and every volume it names; return the report and the usable sheet.
+
+    The returned sheet has the volume paths resolved to absolute paths, labels as integers, and excluded
+    scans removed.
+    """
+    sheet_path = Path(sheet_path)
+    report = Report()
+    if not sheet_path.exists():
+        report.problems.append(Problem("-", str(sheet_path), "cohort sheet not found"))
+        return report, pd.DataFrame(columns=list(SHEET_COLUMNS))
+    sheet, problems = read_sheet(sheet_path)
+    report.problems += problems
+    if sheet is None:
+        return report, pd.DataFrame(columns=list(SHEET_COLUMNS))
+    report.problems += _sheet_problems(sheet, rules)
+    if any(p.reason.startswith("missing column") for p in report.problems):
+        return report, sheet
+    sheet_ok = not any(p.file == "sheet" and p.severity == "error" for p in report.problems)
+    base = sheet_path.parent
+    infos: dict[str, ScanInfo] = {}
+    all_files: dict[str, dict[str, Path]] = {}
+    resolved = sheet.copy()
+    for idx, row in sheet.iterrows():
+        sid = _sid(sheet, idx)
+        files: dict[str, Path] = {}
+        for col in PATH_COLUMNS:
+            if pd.isna(row[col]):
+                continue
+            path, err = resolve_path(base, str(row[col]), rules.allow_outside_paths)
+            if err is None:
+                err = _file_problem(path, str(row[col]))
+            if err:
+                report.problems.append(Problem(sid, str(row[col]) if "escapes" in err else str(path), err))
+                continue
+            files[col] = path
+            resolved.at[idx, col] = str(path.resolve())
+        scan_problems, info = _scan_problems(sid, files, rules)
+        report.problems += scan_problems
+        if info.absent_only:
+            report.excluded.append(sid)
+        infos[sid] = info
+        all_files[sid] = files
+    report.problems += _file_reuse(all_files)
+    spacings = {sid: (i.spacing, i.spacing_file) for sid, i in infos.items() if i.spacing is not None}
+    report.problems += _spacing_warnings(spacings, rules.spacing_tolerance)
+    report.problems += _value_warnings(infos, rules)
+    resolved = resolved[~resolved["scan_id"].astype(str).isin(report.excluded)].reset_index(drop=True)
+    if sheet_ok:
+        resolved["label"] = pd.to_numeric(resolved["label"]).astype(int)
+        if rules.val_fraction is not None:
+            report.problems += _split_problems(resolved, rules)
+    return report, resolved
+
+
+def _spacing_warnings(spacings: dict[str, tuple[tuple[float, ...], str]], tolerance: float) -> list[Problem]:
+    """Warn for scans whose voxel spacing is far from the cohort's median (mixed exports)."""
+    if len(spacings) < 2:
+        return []
+    ids = list(spacings)
+    arr = np.array([spacings[i][0] for i in ids])
+    median = np.median(arr, axis=0)
+    rel = np.abs(arr - median) / np.where(median > 0, median, 1)
+    out = []
+    for i in np.flatnonzero((rel > tolerance).any(axis=1)):
+        got = ", ".join(f"{v:.3g}" for v in arr[i])
+        want = ", ".join(f"{v:.3g}" for v in median)
+        out.append(Problem(ids[i], spacings[ids[i]][1], f"spacing ({got}) mm is far from the cohort median ({want}) mm", "warning"))
+    return out

@@ -1,0 +1,4 @@
+"""Statistics: subject-level bootstrap intervals, the layer tables, and the null-calibrated layer calls.
+
+Import-free: modules are imported by their full name.
+"""
