@@ -36,13 +36,13 @@ from layer.io import load_nifti, save_arrays, save_nifti, write_json
 from layer.nets.model import GRADCAM_LAYERS
 from layer.names import CHANNELS, LABEL_VALUES
 from layer.regions.membranes import membrane_regions
+from layer.explain.registry import METHOD_NAMES
 from layer.explain.registry import method as registered
 from layer.explain.shapley import EXTRA_METHODS, attribute_extra
 from layer.nets.model import load_model
 
-#: Voxel-map methods of this module; ``ALL_METHODS`` adds expected gradients and the removal methods.
-METHODS: tuple[str, ...] = ("gradcam", "integrated_gradients")
-ALL_METHODS: tuple[str, ...] = METHODS + EXTRA_METHODS
+#: Voxel-map methods of this module (expected gradients and the removal methods: layer.explain.shapley).
+METHODS: tuple[str, ...] = tuple(name for name in METHOD_NAMES if name not in EXTRA_METHODS)
 
 
 def _logit(model: torch.nn.Module):
@@ -136,7 +136,7 @@ class Attribution:
 
 def is_score_method(method: str) -> bool:
     """Whether a method yields one score per layer (removal methods) rather than a voxel map."""
-    return method in EXTRA_METHODS and method != "expected_gradients"
+    return registered(method).output == "scores"
 
 
 def attribute(
@@ -168,7 +168,7 @@ def attribute(
         return maps, channels, qc, None
     if method in EXTRA_METHODS:
         return attribute_extra(model, images, layers, method, channels, settings, background)
-    raise ValueError(f"unknown attribution method '{method}'; choose one of {', '.join(ALL_METHODS)}")
+    raise ValueError(f"unknown attribution method '{method}'; choose one of {', '.join(METHOD_NAMES)}")
 
 
 def save_attribution(path: str, result: Attribution, **identity: object) -> None:

@@ -63,16 +63,15 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from layer import config
+from layer.explain.registry import METHODS as REGISTRY
+from layer.explain.registry import REMOVAL_OPERATORS
 from layer.games import shapley_from_values
 from layer.names import LAYERS, N_LAYERS
 
-REMOVAL_OPERATORS: tuple[str, ...] = ("mean", "road", "blur", "background")
-#: Method names this module adds to the ``method`` wildcard (``attribute_extra``).
-EXTRA_METHODS: tuple[str, ...] = (
-    ("expected_gradients",)
-    + tuple(f"ablation_{op}" for op in REMOVAL_OPERATORS)
-    + tuple(f"shapley_{op}" for op in REMOVAL_OPERATORS)
-    + tuple(f"shapley_channel_{op}" for op in REMOVAL_OPERATORS)
+#: Methods this module runs (``attribute_extra``): expected gradients and every removal method, read from
+#: the one registry of method names.
+EXTRA_METHODS: tuple[str, ...] = tuple(
+    name for name, m in REGISTRY.items() if m.family not in ("gradcam", "integrated_gradients")
 )
 #: Channel name of players that span all input channels (same word as ``layer.stats.tables.ALL_CHANNELS``).
 ALL_CHANNELS = "all"
@@ -626,15 +625,12 @@ def expected_gradients_qc(
 
 
 def parse_method(method: str) -> tuple[str, str | None, bool]:
-    """``(kind, removal operator, per_channel)`` of an extra method name, e.g. ``shapley_channel_road``."""
-    if method == "expected_gradients":
-        return "expected_gradients", None, False
-    for kind, per_channel in (("shapley_channel_", True), ("shapley_", False), ("ablation_", False)):
-        if method.startswith(kind):
-            op = method[len(kind) :]
-            if op in REMOVAL_OPERATORS:
-                return kind.rstrip("_").removesuffix("_channel"), op, per_channel
-    raise ValueError(f"unknown attribution method '{method}'; choose one of {', '.join(EXTRA_METHODS)}")
+    """``(kind, removal operator, per_channel)`` of an extra method name, e.g. ``shapley_channel_road`` ->
+    ``("shapley", "road", True)``, from the registry."""
+    entry = REGISTRY.get(method)
+    if entry is None or method not in EXTRA_METHODS:
+        raise ValueError(f"unknown attribution method '{method}'; choose one of {', '.join(EXTRA_METHODS)}")
+    return entry.family.removesuffix("_channel"), entry.operator, entry.per_channel
 
 
 def attribute_extra(
