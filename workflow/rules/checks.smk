@@ -25,7 +25,8 @@ rule profile_check:
         **signed(
             methods=study_methods,
             n_scans=config["checks"]["n_scans"],
-            **{key: methods_setting(key) for key in SETTINGS},
+            # every setting: the checks read seed, scans_per_subject and the margin whatever the methods
+            **{key: config["attribution"][key] for key in SETTINGS},
             code=code("check_profiles.py"),
         ),
     script:

@@ -194,17 +194,6 @@ def attribution_setting(key):
     return value
 
 
-def methods_setting(key):
-    """Param function: ``attribution.<key>`` if any of the study's methods reads it, else None (a rule
-    that runs every method, such as the profile checks)."""
-
-    def value(wildcards):
-        reads = {k for m in study(wildcards).methods for k in REGISTRY[m].reads}
-        return config["attribution"][key] if key in reads else None
-
-    return value
-
-
 def per_model(pattern, runs="trained", methods="all", folds=None):
     """Input function: ``pattern`` for every modality, fold and method of the study.
 
