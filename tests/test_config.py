@@ -6,7 +6,7 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-from layer.config import check_methods
+from layer.config import check_calls, check_methods
 from layer.configdoc import load_schema, render, undocumented
 from layer.explain.registry import METHOD_NAMES
 
@@ -47,6 +47,17 @@ def test_unknown_method_is_rejected_in_one_line():
     message = str(error.value)
     assert message.startswith("config attribution.methods: unknown method integrated_gradient;")
     assert "\n" not in message and message.endswith(", ".join(METHOD_NAMES))
+
+
+def test_a_stored_measure_in_calls_measures_is_refused_in_one_line():
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    check_calls(config)  # the default config passes
+    config["calls"]["measures"] = ["label_gap", "mass_share_abs"]  # the old default
+    with pytest.raises(ValueError) as error:
+        check_calls(config)
+    message = str(error.value)
+    assert message.startswith("config calls.measures: mass_share_abs cannot be tested")
+    assert "\n" not in message and "calls.describe" in message and len(message) < 250
 
 
 def test_method_lists_come_from_the_registry():

@@ -92,6 +92,7 @@ def test_config_accepts_the_workflow_block():
         "shape": [48, 32, 32],
         "spacing": [0.8, 1.25, 1.25],
         "label_noise": 0.1,
+        "prevalence": 0.3,
         "seed": 7,
     }
     assert set(block) == set(SynthConfig.CONFIG_KEYS)
@@ -159,6 +160,26 @@ def test_labels_balanced_and_flipped_once_for_the_cohort():
     true, written = cohort_labels(SynthConfig(n_subjects=21, label_noise=0.2, seed=4))
     assert true.sum() in (10, 11) and (true != written).sum() == 4
     assert cohort_labels(SynthConfig(n_subjects=20, seed=5))[0].sum() == 10
+
+
+@pytest.mark.parametrize(("n", "prevalence", "expected"), [(40, 0.25, {10}), (240, 0.25, {60}), (21, 0.25, {5, 6}),
+                                                         (20, 0.5, {10}), (30, 0.1, {3})])
+def test_prevalence_is_exact_where_it_can_be(n, prevalence, expected):
+    counts = {int(cohort_labels(SynthConfig(n_subjects=n, prevalence=prevalence, seed=s))[0].sum()) for s in range(8)}
+    assert counts <= expected and (len(expected) == 1 or counts == expected)
+
+
+def test_prevalence_reaches_every_fold_of_the_split():
+    from layer.cohort.split import make_folds
+    from layer.synth.truth import draw_design
+
+    scans = draw_design(SynthConfig(n_subjects=120, scans_per_subject=2, prevalence=0.25, seed=3)).scans
+    folds = make_folds(scans, n_folds=3, val_fraction=0.2, seed=0)
+    test = folds[folds["role"] == "test"].drop_duplicates("subject_id")
+    per_fold = test.groupby("fold")["label"].agg(["sum", "size"])
+    assert per_fold["size"].tolist() == [40, 40, 40] and per_fold["sum"].tolist() == [10, 10, 10]
+    with pytest.raises(ValueError, match="prevalence"):
+        SynthConfig(prevalence=1.0)
 
 
 def test_feature_distributions_match_the_sourced_table():
@@ -409,3 +430,14 @@ def test_installed_script_reports_bad_config_without_traceback(tmp_path):
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip() == "layer synth: error: synthetic.seed: must be >= 0, got -3"
+
+
+def test_the_synthesis_rules_pass_every_config_key():
+    """workflow/rules/synth.smk lists the keys its jobs carry as params (and rerun on); it must be the library's."""
+    import ast
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "workflow" / "rules" / "synth.smk").read_text()
+    listed = ast.literal_eval(re.search(r"SYNTH_KEYS = (\([^)]*\))", text).group(1))
+    assert tuple(listed) == SynthConfig.CONFIG_KEYS

@@ -21,7 +21,7 @@ TRUTH = {
 
 
 def family(excess: list[float], driving: list[bool]) -> pd.DataFrame:
-    return pd.DataFrame({"layer": list(LAYERS), "excess": excess, "driving": driving})
+    return pd.DataFrame({"layer": list(LAYERS), "estimate": excess, "driving": driving})
 
 
 def test_planted_strength_follows_what_each_modality_can_see():

@@ -291,6 +291,7 @@ def runs(cluster, tmp_path_factory) -> dict:
     gradcam_only = smoke_dir / "gradcam_only.yaml"
     gradcam_only.write_text(
         "attribution:\n  methods: [gradcam]\nreport:\n  primary_method: gradcam\n  paper_method: gradcam\n"
+        "checks:\n  removal_operators: [background]\n"
     )
     started: list[Run] = []
     try:
@@ -328,9 +329,9 @@ def test_gpu_requested_by_network_rules_only(runs):
     for record in runs["records"].values():
         rule = re.match(r"rule_([a-z_]+?)(?:_wildcards_|$)", record.get("Comment", "")).group(1)
         by_rule.setdefault(rule, []).append(record)
-    assert len(by_rule.get("train", [])) == 3 * 2 * 2  # trained and null models
+    assert len(by_rule.get("train", [])) == 3 * 2 + 2 * 2  # trained models, null models of bmode and fused
     # trained: gradcam + the Shapley run of the deletion curves; null: gradcam
-    assert len(by_rule.get("attribute", [])) == 3 * 2 * 2 + 3 * 2
+    assert len(by_rule.get("attribute", [])) == 3 * 2 * 2 + 2 * 2
     assert len(by_rule.get("profile_check", [])) == 3 * 2  # sanity and robustness
     for rule, records in by_rule.items():
         for record in records:

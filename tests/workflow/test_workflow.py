@@ -24,7 +24,7 @@ def attributed_methods(dry_run_output: str) -> set[str]:
 
 def test_adding_a_method_runs_only_its_jobs(smoke):
     jobs = smoke["add_method"]
-    n_jobs = 3 * 2 * 2  # 3 modalities x 2 folds of the smoke preset x (trained + one null replicate)
+    n_jobs = 3 * 2 + 2 * 2  # 3 modalities x 2 folds of the smoke preset + the null models of bmode and fused
     assert jobs == {
         "attribute": n_jobs,
         "aggregate": n_jobs,
@@ -41,6 +41,7 @@ def test_adding_a_method_runs_only_its_jobs(smoke):
     }
     assert "method=gradcam" not in smoke["add_method_text"]
     assert "method=shapley_background" not in smoke["add_method_text"]
+    assert "method=shapley_blur" not in smoke["add_method_text"]
     assert "train" not in jobs
 
 
@@ -57,18 +58,19 @@ def test_changing_the_membrane_margin_reruns_removal_methods_not_training(smoke)
     without their names, so the rules carry a ``signature`` param (common.smk ``signed``) that names every
     value: without it margin 1 -> 0 reran nothing (0 and 1 were held by other params)."""
     jobs = smoke["change_margin"]
-    models = 3 * 2 * 2  # 3 modalities x 2 folds x (trained + one null replicate)
-    assert jobs["attribute"] == models  # shapley_background only
-    assert jobs["aggregate"] == 3 * models
+    trained, null = 3 * 2, 2 * 2  # 3 modalities x 2 folds; one null replicate of bmode and fused
+    # the removal methods: shapley_background (trained and null) and the checks' shapley_blur (trained only)
+    assert jobs["attribute"] == 2 * trained + null
+    assert jobs["aggregate"] == 4 * trained + 3 * null  # every method's regions
     assert jobs["profile_check"] == 3 * 2 and jobs["calls"] == 1
     assert "train" not in jobs and "split" not in jobs
-    assert attributed_methods(smoke["change_margin_text"]) == {"shapley_background"}
+    assert attributed_methods(smoke["change_margin_text"]) == {"shapley_background", "shapley_blur"}
 
 
 def test_changing_ig_steps_reruns_only_integrated_gradients(smoke):
     """A method's jobs carry only the settings it reads (layer.explain.registry)."""
     jobs = smoke["change_steps"]
-    models = 3 * 2 * 2
+    models = 3 * 2 + 2 * 2
     assert jobs["attribute"] == models and jobs["aggregate"] == models
     assert jobs["profile_check"] == 3 * 2  # every method's profile, IG included
     assert attributed_methods(smoke["change_steps_text"]) == {"integrated_gradients"}
@@ -83,9 +85,10 @@ def test_outputs_exist(smoke):
         for fold in (0, 1):
             assert (res / f"models/{modality}/fold{fold}.pt").exists()
             assert not (res / f"checkpoints/{modality}/fold{fold}.ckpt").exists()  # removed after success
-            for method in ("gradcam", "integrated_gradients", "shapley_background"):
+            for method in ("gradcam", "integrated_gradients", "shapley_background", "shapley_blur"):
                 assert (res / f"attribution/{modality}/{method}/fold{fold}.npz").exists()
-                assert (res / f"null/r0/attribution/{modality}/{method}/fold{fold}.npz").exists()
+                null_run = res / f"null/r0/attribution/{modality}/{method}/fold{fold}.npz"
+                assert null_run.exists() == (modality != "swe" and method != "shapley_blur")
     for fig in (res / "figures").glob("*.png"):
         assert fig.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -104,10 +107,10 @@ def test_layer_saliency_table(smoke):
         "modality", "method", "channel", "layer", "measure", "estimate", "ci_low", "ci_high", "n_subjects", "n_scans",
     ]
     assert set(table.modality) == {"bmode", "swe", "fused"}
-    assert set(table.method) == {"gradcam", "integrated_gradients", "shapley_background"}
+    assert set(table.method) == {"gradcam", "integrated_gradients", "shapley_background", "shapley_blur"}
     assert set(LAYERS) <= set(table.layer) and set(table.layer) <= set(LAYERS) | {"non_muscle"}
     assert (table.n_subjects == 16).all()
-    voxel = table.method != "shapley_background"  # removal methods score one scan per subject
+    voxel = ~table.method.str.startswith("shapley_")  # removal methods score one scan per subject
     assert (table[voxel].n_scans == 32).all() and (table[~voxel].n_scans == 16).all()
     shares = table[table.measure.isin(["mass_share_abs", "volume_share"])]
     assert shares.estimate.between(0, 1).all()
@@ -144,18 +147,24 @@ def test_ground_truth_and_validation_report(smoke):
 def test_layer_calls_and_contrasts(smoke):
     calls = pd.read_csv(smoke["results"] / "stats/layer_calls.tsv", sep="\t")
     assert list(calls.columns) == [
-        "modality", "method", "channel", "layer", "measure", "trained", "null_mean", "excess", "ci_low", "ci_high",
-        "p_value", "p_holm", "driving", "top1_frequency",
+        "modality", "method", "channel", "layer", "measure", "kind", "estimate", "ci_low", "ci_high", "p_value",
+        "p_holm", "driving", "top1_frequency", "null_mean", "n_null_models",
     ]
     assert set(calls.measure) == {"label_gap", "mass_share_abs"}
-    assert set(calls.method) == {"gradcam", "integrated_gradients", "shapley_background"}
+    assert set(calls.method) == {"gradcam", "integrated_gradients", "shapley_background", "shapley_blur"}
     family = ["modality", "method", "channel", "measure"]
     assert all(list(group.layer) == list(LAYERS) for _, group in calls.groupby(family, sort=False))
-    np.testing.assert_allclose(calls.excess, calls.trained - calls.null_mean, atol=1e-5)
-    assert calls.p_value.between(0, 1).all() and (calls.p_holm >= calls.p_value - 1e-12).all()
-    # one null replicate: a label-free measure's rank p-value is at least 1/2 and never called
-    assert (calls[calls.measure == "mass_share_abs"].p_value >= 0.5).all()
+    tests, described = calls[calls.kind == "test"], calls[calls.kind == "description"]
+    assert set(tests.measure) == {"label_gap"} and set(described.measure) == {"mass_share_abs"}
+    assert tests.p_value.between(0, 1).all() and (tests.p_holm >= tests.p_value - 1e-12).all()
+    assert set(tests.driving) <= {True, False}
+    # a stored measure is a description: no p-value, no call
+    assert described.p_value.isna().all() and described.p_holm.isna().all() and described.driving.isna().all()
     np.testing.assert_allclose(calls.groupby(family).top1_frequency.sum(), 1.0, atol=1e-9)
+    # null models (bmode and fused, one replicate) are a diagnostic beside the rows that have them
+    with_null = calls.modality.isin(["bmode", "fused"]) & (calls.method != "shapley_blur")
+    assert calls[with_null].null_mean.notna().all() and (calls[with_null].n_null_models == 1).all()
+    assert calls[~with_null].null_mean.isna().all() and (calls[~with_null].n_null_models == 0).all()
     fused = calls[calls.modality == "fused"]
     assert set(fused[fused.method == "integrated_gradients"].channel) == {"bmode", "swe", "all"}
     assert set(fused[fused.method == "shapley_background"].channel) == {"all"}
@@ -170,11 +179,17 @@ def test_checks_tables(smoke):
     assert set(sanity.blocks_randomised) == set(range(8))  # none + 7 parameter blocks of the ResNet
     assert (sanity[sanity.blocks_randomised == 0].spearman == 1).all()
     faith = pd.read_csv(res / "checks/faithfulness.tsv", sep="\t")
-    assert {"random", "shapley_exact"} <= set(pd.read_csv(res / "checks/deletion_curves.tsv", sep="\t").method)
-    exact = faith.set_index(["modality", "method"])
-    for modality in ("bmode", "swe", "fused"):  # the primary Shapley order is the exact order of its own game
-        assert exact.loc[(modality, "shapley_background"), "aopc"] == pytest.approx(
-            exact.loc[(modality, "shapley_exact"), "aopc"])
+    curves = pd.read_csv(res / "checks/deletion_curves.tsv", sep="\t")
+    assert {"random", "shapley_exact"} <= set(curves.method)
+    assert set(faith.operator) == set(curves.operator) == {"background", "blur"}
+    exact = faith.set_index(["operator", "modality", "method"])
+    for modality in ("bmode", "swe", "fused"):  # a Shapley order is the exact order of its own game
+        for operator in ("background", "blur"):
+            assert exact.loc[(operator, modality, f"shapley_{operator}"), "aopc"] == pytest.approx(
+                exact.loc[(operator, modality, "shapley_exact"), "aopc"])
+            assert bool(exact.loc[(operator, modality, f"shapley_{operator}"), "own_operator"])
+        assert not bool(exact.loc[("blur", modality, "shapley_background"), "own_operator"])
+        assert not bool(exact.loc[("blur", modality, "gradcam"), "own_operator"])
     robust = pd.read_csv(res / "checks/robustness.tsv", sep="\t")
     assert {"none", "deeper", "shallower", "dilate_sfm", "erode_dfm", "dice"} <= set(robust.perturbation)
     assert (robust[robust.perturbation == "none"].change.abs() < 1e-12).all()
@@ -199,13 +214,13 @@ def test_validation_target_writes_recovery(validation):
     assert list(summary.method) == ["shapley_background"]
     assert (res / "recovery.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (res / "dfm_echogenicity/seed0/stats/layer_calls.tsv").exists()
-    assert (res / "dfm_echogenicity/seed0/null/r0/models/bmode/fold1.pt").exists()
+    assert not (res / "dfm_echogenicity/seed0/null").exists()  # no call needs null models
 
 
 def test_adding_a_scenario_plans_only_its_jobs(validation):
     jobs = validation["add_scenario"]
     # the added "null" scenario takes its size and chunks (2) from the smoke preset's synthetic block
-    assert jobs["synth_chunk"] == 2 and jobs["train"] == 2 + 2  # trained and null models of 2 folds
+    assert jobs["synth_chunk"] == 2 and jobs["train"] == 2  # the trained models of 2 folds, no null models
     assert jobs["recovery"] == 1 and jobs["validation_summary"] == 1
 
 

@@ -11,8 +11,14 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from layer.cohort.validate import Rules, validate_cohort
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from layer.synth.config import SynthConfig
 
 EXIT_USAGE = 2
 
@@ -78,14 +84,31 @@ def _add_synth(subparsers: argparse._SubParsersAction) -> None:
         default=default.label_noise,
         help="fraction of subjects whose label is flipped after drawing features",
     )
+    p.add_argument(
+        "--prevalence", type=float, default=default.prevalence, help="fraction of subjects with pain (label 1)"
+    )
     p.add_argument("--seed", type=int, default=default.seed)
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="cohort directory to write")
     p.add_argument("--preview", type=Path, default=None, metavar="PNG", help="also render the first scan to PNG")
 
 
+def _synthesize(cfg: SynthConfig, out: Path) -> pd.DataFrame:
+    """The whole cohort, one subject per chunk so that a terminal shows progress (the files are the same
+    for any number of chunks: every scan draws from its own random stream)."""
+    import pandas as pd
+
+    from layer.progress import progress
+    from layer.synth.cohort import finalize_cohort, synthesize_chunk
+
+    n = cfg.n_subjects
+    parts = [synthesize_chunk(cfg, out, "scans", k, n) for k in progress(range(n), "synth", unit="subject")]
+    finalize_cohort(cfg, out, [p[0] for p in parts], [p[1] for p in parts])
+    return pd.concat([p[0] for p in parts]).sort_values("scan_id", kind="stable").reset_index(drop=True)
+
+
 def _run_synth(args: argparse.Namespace) -> int:
     from layer.io import load_nifti
-    from layer.synth import SynthConfig, render_preview, synthesize_cohort
+    from layer.synth import SynthConfig, render_preview
 
     preset = args.preset
     if args.effect:
@@ -104,13 +127,14 @@ def _run_synth(args: argparse.Namespace) -> int:
             shape=tuple(args.shape),
             spacing=None if spacing is None else (spacing[0] if len(spacing) == 1 else tuple(spacing)),
             label_noise=args.label_noise,
+            prevalence=args.prevalence,
             seed=args.seed,
         )
     except ValueError as err:
         raise UsageError(str(err)) from None
     if args.out.exists() and not args.out.is_dir():
         raise UsageError(f"--out {args.out} exists and is not a directory")
-    sheet = synthesize_cohort(cfg, args.out)
+    sheet = _synthesize(cfg, args.out)
     print(f"wrote {len(sheet)} scans of {cfg.n_subjects} subjects to {args.out} (preset {cfg.preset}, seed {cfg.seed})")
     if args.preview is not None:
         first = sheet.iloc[0]
@@ -134,12 +158,54 @@ def _add_validate(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--absent-layer", choices=("error", "exclude"), default=Rules.absent_layer)
     p.add_argument("--allow-outside-paths", action="store_true")
     p.add_argument("--spacing-tolerance", type=float, default=Rules.spacing_tolerance)
+    p.add_argument(
+        "--modalities",
+        nargs="+",
+        choices=("bmode", "swe", "fused"),
+        default=None,
+        help="the study's train.modalities (default: all the sheet allows); with swe or fused, a mixed sheet's "
+        "scans with SWE must be enough for the folds",
+    )
 
 
 def _run_validate(args: argparse.Namespace) -> int:
     report, _ = validate_cohort(args.sheet, Rules.from_attributes(args))
     print(report.text(args.sheet), end="")
     return 0 if report.ok else 1
+
+
+def _add_import(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "import",
+        help="convert NRRD, MetaImage and DICOM exports to NIfTI and write a cohort sheet",
+        description="Read a manifest (a cohort sheet whose bmode, swe and layers paths name NRRD, .mha/.mhd, "
+        "DICOM files or series folders, or NIfTI), write each scan as NIfTI with depth first and no header "
+        "field of the export, and a cohort sheet; log each file converted and each scan refused. Exit code 1 "
+        "if any scan is refused.",
+    )
+    p.add_argument("manifest", type=Path, help="TSV: scan_id, subject_id, label, bmode, [swe], layers")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="cohort directory to write")
+    p.add_argument(
+        "--depth-axis",
+        type=int,
+        choices=(0, 1, 2),
+        default=None,
+        help="array axis of the export (ITK/NIfTI index order i, j, k) that is depth; default: from the layer "
+        "map, else the DICOM image rows",
+    )
+    p.add_argument("--swe-unit", choices=("m/s", "kPa"), default="m/s", help="unit of the SWE exports")
+
+
+def _run_import(args: argparse.Namespace) -> int:
+    from layer.cohort.convert import import_cohort
+
+    if args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"--out {args.out} exists and is not a directory")
+    _, log = import_cohort(args.manifest, args.out, args.depth_axis, args.swe_unit)
+    print(log.text(), end="")
+    if log.n_converted:
+        print(f"cohort sheet: {args.out / 'cohort.tsv'}; check it with: layer validate {args.out / 'cohort.tsv'}")
+    return 1 if log.n_refused else 0
 
 
 def _add_bench(subparsers: argparse._SubParsersAction) -> None:
@@ -171,6 +237,7 @@ def _run_bench(args: argparse.Namespace) -> int:
 SUBCOMMANDS: dict[str, tuple[Callable[[argparse._SubParsersAction], None], Callable[[argparse.Namespace], int]]] = {
     "synth": (_add_synth, _run_synth),
     "validate": (_add_validate, _run_validate),
+    "import": (_add_import, _run_import),
     "bench": (_add_bench, _run_bench),
 }
 

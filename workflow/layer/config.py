@@ -69,3 +69,11 @@ def check_methods(config: Mapping[str, Any]) -> None:
         unknown = [name for name in names if name not in METHOD_NAMES]
         if unknown:
             raise ValueError(f"config {key}: unknown method {', '.join(unknown)}; known: {', '.join(METHOD_NAMES)}")
+
+
+def check_calls(config: Mapping[str, Any]) -> None:
+    """``calls.measures`` lists only tested measures and ``calls.describe`` only stored ones
+    (:func:`layer.stats.calls.check_measures`), checked when the DAG is built, before any compute."""
+    from layer.stats.calls import check_measures
+
+    check_measures(list(config["calls"]["measures"]), list(config["calls"]["describe"]))

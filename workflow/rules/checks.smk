@@ -41,7 +41,7 @@ rule checks:
         aggregated=per_model("{study}/aggregate/{modality}/{method}/fold{fold}.tsv"),
         shapley=per_model(
             "{study}/attribution/{modality}/{method}/fold{fold}.npz",
-            methods=[shapley_method()],
+            methods=shapley_methods(),
         ),
     output:
         sanity=report(

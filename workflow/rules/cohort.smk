@@ -29,6 +29,7 @@ rule validate_cohort:
             bmode_max=config["input"]["bmode_max"],
             val_fraction=config["split"]["val_fraction"],
             split_seed=config["split"]["seed"],
+            modalities=study_modalities,
             code=code("validate_cohort.py"),
         ),
     script:

@@ -5,14 +5,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 
 from layer.codegraph import code_hash  # noqa: E402  (stdlib only)
-from layer.config import check_methods  # noqa: E402
+from layer.config import check_calls, check_methods  # noqa: E402
 from layer.explain.registry import (
     METHODS as REGISTRY,
     SETTINGS,
     wildcard_pattern,
 )  # noqa: E402
+from layer.cohort.modalities import sheet_modalities  # noqa: E402  (stdlib only)
 
 check_methods(config)
+check_calls(config)
 
 SCRIPTS = Path(workflow.basedir) / "workflow" / "scripts"
 
@@ -71,14 +73,18 @@ class Study:
     """What one study runs: its cohort sheet, synthetic block (None for a user's cohort), modalities,
     methods, folds and null replicates."""
 
-    def __init__(self, sheet, synthetic, modalities, methods):
+    def __init__(self, sheet, synthetic, modalities, methods, replicates, null_modalities, check_methods=()):
         self.sheet = sheet
         self.synthetic = synthetic
         self.modalities = list(modalities)
-        # The primary method (and, in the main study, the paper's) always runs.
-        self.methods = list(dict.fromkeys(methods))
+        # The primary method (and, in the main study, the paper's) always runs; the checks' deletion
+        # operators add their exact Shapley runs for the trained models only.
+        self.null_methods = list(dict.fromkeys(methods))
+        self.methods = list(dict.fromkeys([*methods, *check_methods]))
         self.folds = list(range(config["split"]["n_folds"]))
-        self.replicates = list(range(config["null"]["replicates"]))
+        # Null models are a diagnostic (layer.stats.calls): R replicates of the null_modalities it runs.
+        self.replicates = list(range(replicates))
+        self.null_modalities = [m for m in self.modalities if m in null_modalities]
 
     def exact_shapley(self):
         """Its exact six-layer Shapley methods (their coalition values give the conditional calls)."""
@@ -104,25 +110,38 @@ STUDIES = {
     STUDY: Study(
         config["cohort"]["sheet"] or f"{STUDY}/cohort/synthetic/cohort.tsv",
         None if config["cohort"]["sheet"] else config["synthetic"],
-        config["train"]["modalities"],
+        # A user's sheet without SWE runs B-mode only (read now: the DAG needs it before any rule runs).
+        (
+            sheet_modalities(config["cohort"]["sheet"], config["train"]["modalities"])
+            if config["cohort"]["sheet"]
+            else config["train"]["modalities"]
+        ),
         config["attribution"]["methods"]
         + [config["report"]["paper_method"], config["report"]["primary_method"]],
+        config["null"]["replicates"],
+        config["null"]["modalities"],
+        [f"shapley_{op}" for op in config["checks"]["removal_operators"]],
     ),
     **{
         V.format(scenario=name, vseed=vseed): Study(
             f"{V.format(scenario=name, vseed=vseed)}/cohort/synthetic/cohort.tsv",
             scenario_block(name, vseed),
             config["validation"]["modalities"],
-            config["validation"]["methods"] + [config["report"]["primary_method"]],
+            config["validation"]["methods"]
+            + [config["report"]["primary_method"], f"shapley_{config['checks']['removal_operators'][0]}"],
+            config["validation"]["null_replicates"],
+            config["null"]["modalities"],
         )
         for name in SCENARIOS
         for vseed in VSEEDS
     },
 }
 MAIN = STUDIES[STUDY]
-#: Null replicate of each {run} value (None: the trained models).
-RUNS = {"": None, **{f"null/r{r}/": r for r in MAIN.replicates}}
-NULL_RUNS = [run for run, replicate in RUNS.items() if replicate is not None]
+#: Null replicate of each {run} value (None: the trained models), over every study.
+RUNS = {
+    "": None,
+    **{f"null/r{r}/": r for r in sorted({r for s in STUDIES.values() for r in s.replicates})},
+}
 
 
 def study_key(wildcards):
@@ -139,6 +158,11 @@ def study(wildcards):
 def study_methods(wildcards):
     """Param function: the study's attribution methods."""
     return study(wildcards).methods
+
+
+def study_modalities(wildcards):
+    """Param function: the study's modalities (B-mode only for a sheet without SWE)."""
+    return study(wildcards).modalities
 
 
 def study_sheet(wildcards):
@@ -197,19 +221,27 @@ def attribution_setting(key):
 def per_model(pattern, runs="trained", methods="all", folds=None):
     """Input function: ``pattern`` for every modality, fold and method of the study.
 
-    ``runs``: ``trained`` (the {run} part empty), ``null`` (every null replicate) or ``both``;
-    ``methods``: ``all`` (the study's), ``exact_shapley`` (its exact six-layer Shapley methods) or a list.
+    ``runs``: ``trained`` (the {run} part empty: every modality) or ``null`` (every null replicate of the
+    study's null modalities, its methods without the checks' extra operators; none when it has no null
+    replicate); ``methods``: ``all`` (the study's),
+    ``exact_shapley`` (its exact six-layer Shapley methods) or a list.
     """
-    run_values = {"trained": [""], "null": NULL_RUNS, "both": list(RUNS)}[runs]
+    if runs not in ("trained", "null"):
+        raise ValueError(f"per_model: runs must be 'trained' or 'null', not {runs!r}")
 
     def inputs(wildcards):
         s = study(wildcards)
         named = {"all": s.methods, "exact_shapley": s.exact_shapley()}
+        if runs == "trained":
+            run_values, modalities = [""], s.modalities
+        else:
+            run_values, modalities = [f"null/r{r}/" for r in s.replicates], s.null_modalities
+            named["all"] = s.null_methods
         return expand(
             pattern,
             study=study_key(wildcards),
             run=run_values,
-            modality=s.modalities,
+            modality=modalities,
             method=named[methods] if isinstance(methods, str) else methods,
             fold=s.folds if folds is None else folds,
         )
@@ -217,9 +249,15 @@ def per_model(pattern, runs="trained", methods="all", folds=None):
     return inputs
 
 
+def shapley_methods():
+    """The exact six-layer Shapley methods whose coalition values give the deletion curves, one per
+    deletion operator of the faithfulness check (``checks.removal_operators``)."""
+    return [f"shapley_{op}" for op in config["checks"]["removal_operators"]]
+
+
 def shapley_method():
-    """The exact six-layer Shapley method whose coalition values give the deletion curves."""
-    return f"shapley_{config['checks']['removal_operator']}"
+    """The first of :func:`shapley_methods` (the recovery's AUC drop without the driver layers)."""
+    return shapley_methods()[0]
 
 
 def ground_truth(wildcards):

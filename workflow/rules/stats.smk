@@ -1,4 +1,5 @@
-# Subject-level intervals of every layer score and of model performance, and the null-calibrated calls.
+# Subject-level intervals of every layer score and of model performance, and the layer calls (label
+# permutation tests of the trained models; null models, where the study has them, as a diagnostic).
 
 
 rule statistics:
@@ -54,8 +55,7 @@ rule calls:
             "{study}/{run}aggregate/{modality}/{method}/fold{fold}.tsv", runs="null"
         ),
         coalitions=per_model(
-            "{study}/{run}attribution/{modality}/{method}/fold{fold}.npz",
-            runs="both",
+            "{study}/attribution/{modality}/{method}/fold{fold}.npz",
             methods="exact_shapley",
         ),
     output:
@@ -82,14 +82,13 @@ rule calls:
     params:
         **signed(
             measures=config["calls"]["measures"],
+            describe=config["calls"]["describe"],
             alpha=config["calls"]["alpha"],
-            test=config["calls"]["test"],
             n_permutations=config["calls"]["n_permutations"],
             n_resamples=config["bootstrap"]["n_resamples"],
             confidence_level=config["bootstrap"]["confidence_level"],
             seed=config["bootstrap"]["seed"],
             primary_method=config["report"]["primary_method"],
-            primary_measure=config["report"]["primary_measure"],
             code=code("calls.py"),
         ),
     script:

@@ -8,6 +8,7 @@ SYNTH_KEYS = (
     "shape",
     "spacing",
     "label_noise",
+    "prevalence",
     "seed",
 )
 

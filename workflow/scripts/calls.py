@@ -1,4 +1,5 @@
-"""Null-calibrated layer calls (trained vs null models) and within-subject layer contrasts."""
+"""Layer calls (label permutation tests of the trained models' label gap, descriptions of stored measures,
+null models as a diagnostic) and the label gap of layer contrasts."""
 
 import sys
 from pathlib import Path
@@ -7,22 +8,24 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
-from layer.stats.calls import calls_and_contrasts, load_conditional  # noqa: E402
+from layer.config import from_params  # noqa: E402
 from layer.io import read_tsv, write_tsv  # noqa: E402
 from layer.logs import log_to  # noqa: E402
+from layer.stats.calls import CallSettings, calls_and_contrasts, load_conditional  # noqa: E402
 
 log = log_to(snakemake.log[0])
 p = snakemake.params
 sheet = read_tsv(snakemake.input.sheet)
 labels = sheet.set_index(sheet["scan_id"].astype(str))["label"]
 trained = pd.concat([read_tsv(path) for path in snakemake.input.aggregated], ignore_index=True)
-null = pd.concat([read_tsv(path) for path in snakemake.input.null], ignore_index=True)  # with null_model
+null = (
+    pd.concat([read_tsv(path) for path in snakemake.input.null], ignore_index=True) if snakemake.input.null else None
+)
 calls, contrasts = calls_and_contrasts(
-    trained, null, labels, p.measures, p.n_resamples, p.confidence_level, p.seed, p.alpha, p.n_permutations, p.test,
-    contrast_method=p.primary_method, contrast_measure=p.primary_measure,
+    trained, null, labels, from_params(CallSettings, p), contrast_method=p.primary_method,
     conditional=load_conditional(snakemake.input.coalitions),
 )
 write_tsv(calls, snakemake.output.calls)
 write_tsv(contrasts, snakemake.output.contrasts)
-primary = calls[(calls["method"] == p.primary_method) & (calls["measure"] == p.primary_measure)]
+primary = calls[(calls["method"] == p.primary_method) & (calls["kind"] == "test")]
 log.info("primary calls:\n%s\ncontrasts:\n%s", primary.to_string(index=False), contrasts.to_string(index=False))

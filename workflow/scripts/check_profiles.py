@@ -10,15 +10,17 @@ from layer.explain.attribute import AttributionSettings  # noqa: E402
 from layer.io import read_tsv, write_tsv  # noqa: E402
 from layer.logs import log_to  # noqa: E402
 from layer.checks.profiles import check_profiles  # noqa: E402
+from layer.nets.data import modality_scans  # noqa: E402
 from layer.nets.device import configure_torch, pick_device  # noqa: E402
 
 log = log_to(snakemake.log[0])
 p = snakemake.params
 configure_torch(snakemake.threads, pick_device())
+sheet, folds = modality_scans(read_tsv(snakemake.input.sheet), read_tsv(snakemake.input.folds), snakemake.wildcards.modality)
 table = check_profiles(
     snakemake.wildcards.check,
-    read_tsv(snakemake.input.sheet),
-    read_tsv(snakemake.input.folds),
+    sheet,
+    folds,
     snakemake.input.model,
     p.methods,
     p.n_scans,

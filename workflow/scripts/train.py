@@ -15,20 +15,22 @@ from layer.config import from_params  # noqa: E402
 from layer.io import atomic_path, read_tsv, write_tsv  # noqa: E402
 from layer.logs import log_to  # noqa: E402
 from layer.cohort.split import permute_subject_labels  # noqa: E402
+from layer.nets.data import modality_scans  # noqa: E402
 from layer.nets.train import ModelSpec, TrainSettings, remove_checkpoint, train_fold  # noqa: E402
 
 log = log_to(snakemake.log[0])
 p = snakemake.params
 spec = ModelSpec(name=p.model_name, width=p.width, bmode_max=p.bmode_max, swe_scale=p.swe_scale)
 settings = from_params(TrainSettings, p)
-sheet = read_tsv(snakemake.input.sheet)
+# A mixed cohort: the swe and fused models see only the scans with SWE.
+sheet, folds = modality_scans(read_tsv(snakemake.input.sheet), read_tsv(snakemake.input.folds), snakemake.wildcards.modality)
 permutation_seed = p.permutation_seed
 if permutation_seed is not None:
     sheet = permute_subject_labels(sheet, permutation_seed)
     log.info("null model: labels permuted across subjects (seed %d)", permutation_seed)
 saved, curve, oof = train_fold(
     sheet,
-    read_tsv(snakemake.input.folds),
+    folds,
     snakemake.wildcards.modality,
     int(snakemake.wildcards.fold),
     spec,

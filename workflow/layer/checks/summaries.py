@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
 from sklearn.metrics import roc_auc_score
 
+from layer.explain.registry import METHODS
 from layer.games import shapley_from_values
 from layer.names import LAYERS, N_LAYERS
 
@@ -180,6 +181,36 @@ def faithfulness_tables(
     )
     curves = pd.DataFrame(curve_rows, columns=["method", "step", "mean_drop", "auc"])
     return curves, summary
+
+
+def faithfulness_by_operator(
+    aggregated: pd.DataFrame, shapley_runs: Sequence[Mapping[str, np.ndarray]], labels: pd.Series
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`faithfulness_tables` per modality and deletion operator, stacked, with columns ``modality``,
+    ``operator`` and (summary) ``own_operator``.
+
+    Why several operators: deleting with the operator a removal method was computed with hands that method
+    the win (its values are differences of the very coalition values the curve reads). Each exact
+    Shapley run (one attribution file per fold: its ``modality``, ``method`` and ``coalitions``) gives one
+    deletion operator (``layer.explain.registry``); ``own_operator`` marks the rows where it is the scored
+    method's own, to be read on the other operator's rows.
+    """
+    curves, summaries = [], []
+    for modality, of_modality in aggregated.groupby("modality", sort=False):
+        contributions = {method: scan_contributions(t) for method, t in of_modality.groupby("method", sort=True)}
+        runs = [run for run in shapley_runs if str(run["modality"]) == modality]
+        for method in dict.fromkeys(str(run["method"]) for run in runs):  # in the config's operator order
+            operator = METHODS[method].operator
+            coalitions = pd.concat(
+                [pd.DataFrame(run["coalitions"], index=[str(s) for s in run["scan_ids"]])
+                 for run in runs if str(run["method"]) == method]
+            ).sort_index()
+            ids = coalitions.index.tolist()
+            curve, summary = faithfulness_tables(coalitions.to_numpy(), ids, labels.loc[ids].to_numpy(), contributions)
+            own = [getattr(METHODS.get(m), "operator", None) == operator for m in summary["method"]]
+            curves.append(curve.assign(modality=modality, operator=operator))
+            summaries.append(summary.assign(modality=modality, operator=operator, own_operator=own))
+    return pd.concat(curves, ignore_index=True), pd.concat(summaries, ignore_index=True)
 
 
 def layer_profile(table: pd.DataFrame, measure: str = PROFILE_MEASURE) -> pd.Series:

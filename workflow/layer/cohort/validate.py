@@ -22,10 +22,14 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pandas as pd
-
-from layer.names import BACKGROUND, LAYERS, SHEET_COLUMNS
+from layer.names import BACKGROUND, CHANNELS, LAYERS, SHEET_COLUMNS
+from layer.progress import progress
 
 PATH_COLUMNS: tuple[str, ...] = ("bmode", "swe", "layers")
+#: Columns a sheet must have; ``swe`` may be left out (or empty for some scans): a B-mode-only study.
+REQUIRED_COLUMNS: tuple[str, ...] = tuple(c for c in SHEET_COLUMNS if c != "swe")
+#: Longest reason a report line carries; longer texts (exception messages) are cut, value lists summarised.
+MAX_REASON = 200
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,9 @@ class Report:
 
     problems: list[Problem] = field(default_factory=list)
     excluded: list[str] = field(default_factory=list)
+    n_scans: int = 0  # scans in the sheet
+    n_swe: int = 0  # of them, scans with an SWE volume
+    swe_models: tuple[str, ...] = ("swe", "fused")  # the study's models that read SWE
 
     @property
     def errors(self) -> list[Problem]:
@@ -68,6 +75,9 @@ class Report:
             f"Cohort validation of {sheet}: {len(self.errors)} error(s), {len(self.warnings)} warning(s)"
             + (f", {len(self.excluded)} scan(s) excluded" if self.excluded else "")
         ]
+        plan = self.modality_line()
+        if plan:
+            lines.append(plan)
         for title, items in (("Errors", self.errors), ("Warnings", self.warnings)):
             if items:
                 lines.append(f"{title}:")
@@ -75,6 +85,31 @@ class Report:
         if self.excluded:
             lines.append("Excluded scans: " + ", ".join(self.excluded))
         return "\n".join(lines) + "\n"
+
+    def modality_line(self) -> str:
+        """What the study runs when some or all scans lack SWE ("" when every scan has it)."""
+        return modality_plan(self.n_scans, self.n_swe, self.swe_models)
+
+
+def modality_plan(n_scans: int, n_swe: int, swe_models: tuple[str, ...] = ("swe", "fused")) -> str:
+    """One line saying which models run on which scans, or "" when every scan has SWE (all on all)."""
+    if n_scans == 0 or n_swe >= n_scans:
+        return ""
+    if n_swe == 0:
+        return f"Modalities: B-mode only (no scan has an SWE volume): the bmode model runs on all {n_scans} scans"
+    if not swe_models:
+        return f"Modalities: bmode on all {n_scans} scans ({n_swe} with SWE, not used: train.modalities has no swe/fused)"
+    return (
+        f"Modalities: bmode on all {n_scans} scans; {' and '.join(swe_models)} on the {n_swe} scan(s) with SWE "
+        f"({n_scans - n_swe} without)"
+    )
+
+
+def has_swe(sheet: pd.DataFrame) -> pd.Series:
+    """Per row of a sheet: whether the scan has an SWE volume (a non-empty ``swe`` cell)."""
+    if "swe" not in sheet.columns:
+        return pd.Series(False, index=sheet.index)
+    return sheet["swe"].notna() & (sheet["swe"].astype(str).str.strip() != "")
 
 
 @dataclass(frozen=True)
@@ -91,12 +126,22 @@ class Rules:
     bmode_max: float | None = None  # input.bmode_max: B-mode beyond [0, bmode_max] is clipped by the model input
     val_fraction: float | None = None  # split.val_fraction: with it, the subject-level split is tried out
     split_seed: int = 0  # split.seed
+    # The study's modalities (train.modalities as the workflow derives them); None: all the data allows.
+    modalities: tuple[str, ...] | None = None
 
     @classmethod
     def from_attributes(cls, source: object) -> Rules:
         """Rules from any object with attributes of the same names (Snakemake params, argparse args);
         attributes it lacks keep their defaults."""
-        return cls(**{f.name: getattr(source, f.name, f.default) for f in fields(cls)})
+        values = {f.name: getattr(source, f.name, f.default) for f in fields(cls)}
+        if values["modalities"] is not None:
+            values["modalities"] = tuple(values["modalities"])
+        return cls(**values)
+
+    def swe_modalities(self) -> list[str]:
+        """The study's modalities that read SWE (swe, fused)."""
+        wanted = self.modalities if self.modalities is not None else tuple(CHANNELS)
+        return [m for m in wanted if "swe" in CHANNELS[m]]
 
 
 #: What a scan_id may contain: outputs are named after scan ids (``{scan_id}_bmode.nii.gz``), so no path
@@ -115,7 +160,10 @@ _FORMATS: tuple[tuple[int, bytes, str], ...] = (
     (0, b"\x89HDF", "an HDF5 file"),
     (0, b"PK\x03\x04", "a ZIP archive"),
     (0, b"%PDF", "a PDF document"),
+    (0, b"\x00\x00\x00\x01", "an MGH/MGZ (FreeSurfer) file"),
 )
+#: Formats ``layer import`` converts: the report points there.
+_IMPORTABLE = ("a DICOM file", "an NRRD file", "a MetaImage (.mha/.mhd) file")
 
 
 @dataclass
@@ -177,7 +225,7 @@ def read_sheet(sheet_path: Path) -> tuple[pd.DataFrame | None, list[Problem]]:
     try:
         sheet = pd.read_csv(io.StringIO(text), sep="\t", dtype=str, keep_default_na=False, na_values=[""])
     except pd.errors.ParserError as exc:
-        return None, [Problem("-", name, f"cannot parse the sheet as TSV ({str(exc).strip()})")]
+        return None, [Problem("-", name, f"cannot parse the sheet as TSV ({clip(str(exc).strip(), 120)})")]
     problems: list[Problem] = []
     names = [c.strip() for c in header.split("\t")]
     for col in sorted({c for c in names if names.count(c) > 1 and c}):
@@ -208,17 +256,27 @@ def read_sheet(sheet_path: Path) -> tuple[pd.DataFrame | None, list[Problem]]:
 
 def _sheet_problems(sheet: pd.DataFrame, rules: Rules) -> list[Problem]:
     problems: list[Problem] = []
-    missing = [c for c in SHEET_COLUMNS if c not in sheet.columns]
+    missing = [c for c in REQUIRED_COLUMNS if c not in sheet.columns]
     for col in missing:
         hint = _closest(col, sheet.columns)
         problems.append(
             Problem("-", "sheet", f"missing column '{col}'" + (f" (found '{hint}': misnamed?)" if hint else ""))
         )
+    swe_hint = _closest("swe", sheet.columns) if "swe" not in sheet.columns else None
+    if swe_hint:
+        problems.append(
+            Problem(
+                "-",
+                "sheet",
+                f"no column 'swe' but a column '{swe_hint}' (misnamed?): rename it to 'swe', or drop it to run "
+                "a B-mode-only study",
+            )
+        )
     if missing:
         return problems
     if len(sheet) == 0:
         return [Problem("-", "sheet", "the sheet has no rows")]
-    for col in SHEET_COLUMNS:
+    for col in REQUIRED_COLUMNS:
         for idx in sheet.index[sheet[col].isna()]:
             problems.append(Problem(_sid(sheet, idx), "sheet", f"empty value in column '{col}' (row {idx + 2})"))
     for idx in sheet.index[sheet["scan_id"].notna()]:
@@ -384,16 +442,16 @@ def _file_problem(path: Path, value: str) -> str | None:
             with gzip.open(path, "rb") as fh:
                 head = fh.read(544)
         except (OSError, EOFError, zlib.error) as exc:
-            return f"unreadable or truncated NIfTI ({type(exc).__name__}: {exc})"
+            return f"unreadable or truncated NIfTI ({exception_text(exc)})"
     is_nifti = head[344:348] in (b"n+1\x00", b"ni1\x00") or head[4:8] == b"n+2\x00"
     if not is_nifti:
-        kind = next((what for at, magic, what in _FORMATS if head[at : at + len(magic)] == magic), None)
-        if kind is None and len(head) >= 4 and int.from_bytes(head[:4], "little") in (348, 540):
-            kind = "an Analyze 7.5 header (.hdr/.img pair)"
-        if kind is None:
-            printable = sum(32 <= b < 127 or b in (9, 10, 13) for b in head) / len(head)
-            kind = "plain text" if printable > 0.95 else "an unknown format"
-        return f"not a NIfTI file ({'gzip-compressed ' if compressed else ''}{kind}); convert it to NIfTI (.nii.gz)"
+        kind = file_kind(path, head)
+        hint = "; convert it to NIfTI (.nii.gz)"
+        if kind in _IMPORTABLE:
+            hint += ", e.g. with 'layer import'"
+        if compressed and kind.startswith("an MGH"):
+            kind, compressed = "an MGZ (FreeSurfer, gzip-compressed MGH) file", False
+        return f"not a NIfTI file ({'gzip-compressed ' if compressed else ''}{kind}){hint}"
     name = path.name.lower()
     if not (name.endswith(".nii") or name.endswith(".nii.gz")):
         return f"a NIfTI file named {path.name}: the study reads files ending in .nii or .nii.gz; rename it"
@@ -404,14 +462,60 @@ def _file_problem(path: Path, value: str) -> str | None:
     return None
 
 
+def clip(text: str, limit: int = 100) -> str:
+    """``text`` cut to at most ``limit`` characters (an ellipsis marks the cut)."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
+
+
+def exception_text(exc: BaseException) -> str:
+    """``Type: message`` of an exception, cut to fit a report line."""
+    return clip(f"{type(exc).__name__}: {exc}", 100)
+
+
+def summarize_values(values: np.ndarray, n_examples: int = 3) -> str:
+    """A long list of distinct values as a count, a range and a few examples (one short phrase)."""
+    values = np.unique(np.asarray(values).ravel())
+    examples = ", ".join(f"{v:g}" for v in values[:n_examples])
+    return f"{len(values):,} distinct values from {values.min():,g} to {values.max():,g} (e.g. {examples})"
+
+
+def file_kind(path: Path, head: bytes) -> str:
+    """What a file that is not NIfTI is, from its first (decompressed) bytes and its name."""
+    kind = next((what for at, magic, what in _FORMATS if head[at : at + len(magic)] == magic), None)
+    if kind is not None:
+        return kind
+    if len(head) >= 4 and int.from_bytes(head[:4], "little") in (348, 540):
+        return "an Analyze 7.5 header (.hdr/.img pair)"
+    if path.suffix.lower() == ".img" and any(path.with_suffix(s).exists() for s in (".hdr", ".HDR")):
+        return "the image half of an Analyze .hdr/.img pair"
+    if not head:
+        return "an unknown format"
+    printable = sum(32 <= b < 127 or b in (9, 10, 13) for b in head) / len(head)
+    return "plain text" if printable > 0.95 else "an unknown format"
+
+
+def _other_image_kind(image: object) -> str | None:
+    """What a file nibabel reads as something other than a NIfTI volume is (CIFTI, ...), if it is one."""
+    name = type(image).__name__
+    if name.startswith("Cifti2"):
+        return "a CIFTI-2 file: brain grayordinate data"
+    if not isinstance(image, (nib.Nifti1Image, nib.Nifti2Image)):
+        return f"a {name.removesuffix('Image') or name} file, not a NIfTI volume"
+    return None
+
+
 def _load(path: Path) -> tuple[np.ndarray | None, np.ndarray | None, str | None]:
     """Fully read a NIfTI file; return (data, affine, error). Never raises for a bad file."""
     try:
         image = nib.load(str(path))
+        other = _other_image_kind(image)
+        if other:
+            return None, None, f"not an image volume ({other}); export the ultrasound volume as NIfTI (.nii.gz)"
         data = np.asarray(image.dataobj)
         affine = np.asarray(image.affine, dtype=np.float64)
     except Exception as exc:  # noqa: BLE001 - any failure of a user's file is a finding, not a crash
-        return None, None, f"unreadable or truncated NIfTI ({type(exc).__name__}: {exc})"
+        return None, None, f"unreadable or truncated NIfTI ({exception_text(exc)})"
     if data.dtype.fields is not None or not (
         np.issubdtype(data.dtype, np.integer) or np.issubdtype(data.dtype, np.floating) or data.dtype == np.bool_
     ):
@@ -471,8 +575,9 @@ def swe_box(swe: np.ndarray) -> tuple[slice, ...] | None:
     return tuple(box)
 
 
-def _depth_problem(layers: np.ndarray) -> str | None:
-    """Whether the layers run from dermis (1) to muscle (6) down array axis 0, as the study assumes."""
+def depth_from_layers(layers: np.ndarray) -> tuple[int, bool] | None:
+    """(axis, flipped) along which the layer map runs from dermis (1) to muscle (6): the axis on which the
+    two layers' centres lie farthest apart; None if either layer is missing."""
     dermis, muscle = layers == 1, layers == len(LAYERS)
     if not dermis.any() or not muscle.any():
         return None
@@ -480,15 +585,24 @@ def _depth_problem(layers: np.ndarray) -> str | None:
     for axis in range(3):
         other = tuple(a for a in range(3) if a != axis)
         idx = np.arange(layers.shape[axis], dtype=np.float64)
-        centre = [float((mask.sum(axis=other) * idx).sum() / mask.sum()) for mask in (dermis, muscle)]
+        centre = [float((m.sum(axis=other) * idx).sum() / m.sum()) for m in (dermis, muscle)]
         shift.append((centre[1] - centre[0]) / layers.shape[axis])
     axis = int(np.argmax(np.abs(shift)))
+    return axis, shift[axis] < 0
+
+
+def _depth_problem(layers: np.ndarray) -> str | None:
+    """Whether the layers run from dermis (1) to muscle (6) down array axis 0, as the study assumes."""
+    found = depth_from_layers(layers)
+    if found is None:
+        return None
+    axis, flipped = found
     if axis != 0:
         return (
             f"the layers run from dermis to muscle along array axis {axis}, but depth must be axis 0: store "
             f"all three volumes as (depth, lateral, elevation), e.g. numpy.moveaxis(array, {axis}, 0)"
         )
-    if shift[0] < 0:
+    if flipped:
         return "the muscle lies above the dermis: depth index 0 must be the skin; flip axis 0 of all three volumes"
     return None
 
@@ -587,7 +701,11 @@ def _scan_problems(scan_id: str, files: dict[str, Path], rules: Rules) -> tuple[
                 return problems, info
         values = np.unique(lab).astype(np.int64)
         out = [int(v) for v in values if v < BACKGROUND or v > len(LAYERS)]
-        if out:
+        if len(values) > 2 * (len(LAYERS) + 1):
+            problems.append(
+                Problem(scan_id, path, f"not a label map: {summarize_values(values)}; expected 0..{len(LAYERS)}")
+            )
+        elif out:
             problems.append(Problem(scan_id, path, f"layer values {out} out of range 0..{len(LAYERS)}"))
         else:
             depth = _depth_problem(lab)
@@ -692,14 +810,14 @@ def _value_warnings(infos: dict[str, ScanInfo], rules: Rules) -> list[Problem]:
     ]
     if odd:
         top = max(infos[s].swe_p99 or 0.0 for s in odd)
-        versus = f" or a median over 3 times the cohort's ({typical:.3g} m/s)" if typical is not None else ""
+        versus = f" or a median over 3x the cohort's {typical:.3g} m/s" if typical is not None else ""
         out.append(
             Problem(
                 _few(odd),
                 "swe",
                 f"SWE of {len(odd)} scan(s) looks like another unit (a 99th percentile over 20 m/s{versus}; "
-                f"highest {top:.3g}): shear-wave speed in soft tissue is about 0.5-10 m/s. If the export is "
-                "Young's modulus in kPa, convert: m/s = sqrt(kPa / 3)",
+                f"highest {top:.3g}): tissue is 0.5-10 m/s. If the export is Young's modulus in kPa, "
+                "convert: m/s = sqrt(kPa / 3)",
                 "warning",
             )
         )
@@ -739,8 +857,9 @@ def _split_problems(sheet: pd.DataFrame, rules: Rules) -> list[Problem]:
 def validate_cohort(sheet_path: str | os.PathLike[str], rules: Rules = Rules()) -> tuple[Report, pd.DataFrame]:
     """Check a cohort sheet and every volume it names; return the report and the usable sheet.
 
-    The returned sheet has the volume paths resolved to absolute paths, labels as integers, and excluded
-    scans removed.
+    The returned sheet has the volume paths resolved to absolute paths, labels as integers, excluded
+    scans removed, and a ``swe`` column (empty for scans without SWE, all empty for a B-mode-only sheet).
+    A problem of a file used in several places is reported once, naming every place.
     """
     sheet_path = Path(sheet_path)
     report = Report()
@@ -754,12 +873,16 @@ def validate_cohort(sheet_path: str | os.PathLike[str], rules: Rules = Rules()) 
     report.problems += _sheet_problems(sheet, rules)
     if any(p.reason.startswith("missing column") for p in report.problems):
         return report, sheet
+    if "swe" not in sheet.columns:
+        sheet.insert(list(sheet.columns).index("bmode") + 1, "swe", np.nan)
     sheet_ok = not any(p.file == "sheet" and p.severity == "error" for p in report.problems)
     base = sheet_path.parent
     infos: dict[str, ScanInfo] = {}
     all_files: dict[str, dict[str, Path]] = {}
+    uses: dict[str, list[tuple[str, str]]] = {}  # shown file name -> (scan, column) of every use
     resolved = sheet.copy()
-    for idx, row in sheet.iterrows():
+    first_file_problem = len(report.problems)
+    for idx, row in progress(sheet.iterrows(), "validate", total=len(sheet)):
         sid = _sid(sheet, idx)
         files: dict[str, Path] = {}
         for col in PATH_COLUMNS:
@@ -768,8 +891,10 @@ def validate_cohort(sheet_path: str | os.PathLike[str], rules: Rules = Rules()) 
             path, err = resolve_path(base, str(row[col]), rules.allow_outside_paths)
             if err is None:
                 err = _file_problem(path, str(row[col]))
+            shown = str(row[col]) if err and "escapes" in err else str(path)
+            uses.setdefault(shown, []).append((sid, col))
             if err:
-                report.problems.append(Problem(sid, str(row[col]) if "escapes" in err else str(path), err))
+                report.problems.append(Problem(sid, shown, err))
                 continue
             files[col] = path
             resolved.at[idx, col] = str(path.resolve())
@@ -779,16 +904,108 @@ def validate_cohort(sheet_path: str | os.PathLike[str], rules: Rules = Rules()) 
             report.excluded.append(sid)
         infos[sid] = info
         all_files[sid] = files
-    report.problems += _file_reuse(all_files)
+    merged, stated = _merge_file_problems(report.problems[first_file_problem:], uses)
+    report.problems[first_file_problem:] = merged
+    report.problems += [p for p in _file_reuse(all_files) if p.file not in stated]
     spacings = {sid: (i.spacing, i.spacing_file) for sid, i in infos.items() if i.spacing is not None}
     report.problems += _spacing_warnings(spacings, rules.spacing_tolerance)
     report.problems += _value_warnings(infos, rules)
     resolved = resolved[~resolved["scan_id"].astype(str).isin(report.excluded)].reset_index(drop=True)
+    report.n_scans, report.n_swe = len(resolved), int(has_swe(resolved).sum())
+    report.swe_models = tuple(rules.swe_modalities())
     if sheet_ok:
         resolved["label"] = pd.to_numeric(resolved["label"]).astype(int)
         if rules.val_fraction is not None:
             report.problems += _split_problems(resolved, rules)
+        report.problems += _swe_subset_problems(resolved, rules)
     return report, resolved
+
+
+def _uses_text(who: list[tuple[str, str]]) -> str:
+    """Where one file is used, short: ``bmode, swe of scan a1; layers of scan a4`` or a count for many scans."""
+    by_scan: dict[str, list[str]] = {}
+    for sid, col in who:
+        by_scan.setdefault(sid, []).append(col)
+    if len(by_scan) > 3:
+        return f"in {len(by_scan)} scans: {_few(list(by_scan), 3)}"
+    return "; ".join(f"{', '.join(cols)} of scan {sid}" for sid, cols in by_scan.items())
+
+
+def _merge_file_problems(
+    problems: list[Problem], uses: dict[str, list[tuple[str, str]]]
+) -> tuple[list[Problem], set[str]]:
+    """One problem per file and reason, at its first place, naming every use of the file; and the files
+    whose repeat is stated in such a merged line (their separate 'listed N times' finding is dropped)."""
+    groups: dict[tuple[str, str, str], list[Problem]] = {}
+    for p in problems:
+        groups.setdefault((p.file, p.reason, p.severity), []).append(p)
+    out: list[Problem] = []
+    stated: set[str] = set()
+    for p in problems:
+        group = groups.pop((p.file, p.reason, p.severity), None)
+        if group is None:
+            continue
+        who = uses.get(p.file, [])
+        if len(who) < 2:
+            out.append(p)
+            continue
+        stated.add(str(Path(p.file).resolve()))
+        scans = list(dict.fromkeys(sid for sid, _ in who))
+        affected = list(dict.fromkeys(q.scan_id for q in group))  # the scans where the problem was found
+        same_scan = len(scans) < len(who)
+        note = f"; listed {len(who)} times ({_uses_text(who)}){': a copy-paste error?' if same_scan else ''}"
+        out.append(Problem(_few(affected, 3), p.file, p.reason + note, p.severity))
+    return out, stated
+
+
+def _swe_subset_problems(sheet: pd.DataFrame, rules: Rules) -> list[Problem]:
+    """A mixed cohort: the swe and fused models train on the scans with SWE only; say if that subset is too
+    small for the folds (per class, and per fold part when the split is tried)."""
+    with_swe = has_swe(sheet)
+    wanted = rules.swe_modalities()
+    if not wanted or with_swe.all() or not with_swe.any():
+        return []
+    subset = sheet.loc[with_swe]
+    what = f"{'/'.join(wanted)} train on the {len(subset)} scan(s) with SWE"
+    advice = "add SWE or set train.modalities: [bmode]"
+    per_subject = subset.groupby(subset["subject_id"].astype(str))["label"].first()
+    short = [
+        f"{int((per_subject == c).sum())} subject(s) with label {c}"
+        for c in (0, 1)
+        if int((per_subject == c).sum()) < rules.n_folds
+    ]
+    if short:
+        return [
+            Problem(
+                "-",
+                "swe",
+                f"{what}, of only {' and '.join(short)}; {rules.n_folds}-fold cross-validation needs at least "
+                f"{rules.n_folds} per class: {advice}",
+            )
+        ]
+    if rules.val_fraction is None:
+        return []
+    from layer.cohort.split import make_folds
+
+    table = sheet.loc[:, ["scan_id", "subject_id", "label"]].astype({"label": int})
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            folds = make_folds(table, rules.n_folds, rules.val_fraction, rules.split_seed)
+    except ValueError:
+        return []  # said by _split_problems
+    folds = folds[folds["scan_id"].isin(set(subset["scan_id"].astype(str)))]
+    gaps = []
+    for fold, part in folds.groupby("fold"):
+        for role, role_name in (("train", "training"), ("val", "validation")):
+            present = set(part.loc[part["role"] == role, "label"].astype(int))
+            if present != {0, 1}:
+                lacks = " and ".join(f"label {c}" for c in (0, 1) if c not in present)
+                gaps.append(f"fold {fold} {role_name} part has no {lacks}")
+    if gaps:
+        listed = "; ".join(gaps[:2]) + (f" and {len(gaps) - 2} more" if len(gaps) > 2 else "")
+        return [Problem("-", "swe", f"{what}, too few for the split: {listed}; {advice}")]
+    return []
 
 
 def _spacing_warnings(spacings: dict[str, tuple[tuple[float, ...], str]], tolerance: float) -> list[Problem]:

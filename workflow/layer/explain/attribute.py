@@ -20,6 +20,7 @@ Completeness (the attributions of a scan sum to f(x) - f(baseline)) is checked p
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,13 +149,15 @@ def attribute(
     settings: AttributionSettings,
     background: torch.Tensor | None = None,
     target_layer: str = "",
+    scan_ids: Sequence[str] | None = None,
 ) -> tuple[np.ndarray, tuple[str, ...], pd.DataFrame, np.ndarray | None]:
     """One method on a stack of scans: (maps or scores, channel names, QC table, coalition values or None).
 
     Grad-CAM has one map per scan whatever the number of input channels (channel ``all``); IG and
     expected gradients one per input channel; removal methods (``ablation_*``, ``shapley_*``) score the
     layers directly (:mod:`layer.explain.shapley`). QC columns ``index, check, value``: the CAM cell size, the
-    IG / expected-gradients completeness error, the Shapley efficiency error.
+    IG / expected-gradients completeness error, the Shapley efficiency error. ``scan_ids`` seed each
+    scan's randomness (ROAD noise, permutations) by its id.
     """
     if method == "gradcam":
         maps, cell = gradcam(model, images, target_layer)
@@ -167,7 +170,7 @@ def attribute(
         qc = pd.DataFrame({"index": np.arange(len(images)), "check": "ig_completeness_error", "value": errors})
         return maps, channels, qc, None
     if method in EXTRA_METHODS:
-        return attribute_extra(model, images, layers, method, channels, settings, background)
+        return attribute_extra(model, images, layers, method, channels, settings, background, scan_keys=scan_ids)
     raise ValueError(f"unknown attribution method '{method}'; choose one of {', '.join(METHOD_NAMES)}")
 
 
@@ -196,6 +199,19 @@ def attributed_scans(test_ids: list[str], sheet: pd.DataFrame, scans_per_subject
     return table.groupby("subject_id", sort=True).head(scans_per_subject)["scan_id"].tolist()
 
 
+def background_ids(scan_ids: Sequence[str], subjects: Sequence[str], n: int, seed: int) -> list[str]:
+    """``n`` background scans spread over as many subjects as possible: one scan from each of ``n``
+    subjects drawn at random (``seed``), a second scan of each only when there are fewer subjects than
+    ``n``, and so on. Why: the first scans by id came from a handful of subjects (16 scans = 4 subjects
+    of 4 scans), so the reference image was those subjects' anatomy, not the population's."""
+    table = pd.DataFrame({"scan_id": list(scan_ids), "subject_id": list(subjects)}).sort_values("scan_id")
+    order = np.random.default_rng(seed).permutation(sorted(table["subject_id"].unique()))
+    rank = {sid: r for r, sid in enumerate(order)}
+    table["visit"] = table.groupby("subject_id").cumcount()
+    table["rank"] = table["subject_id"].map(rank)
+    return table.sort_values(["visit", "rank"])["scan_id"].head(n).tolist()
+
+
 @dataclass(frozen=True)
 class FoldScans:
     """A fold's model and the held-out scans it is explained on, with what attribution needs besides."""
@@ -219,8 +235,9 @@ def load_fold_scans(
     with_background: bool = True,
 ) -> FoldScans:
     """The model of a fold and its held-out scans (``scans_per_subject`` per subject, 0 = all; the first
-    ``n_scans`` by scan id if given), their layer maps, and the background set: the first
-    ``settings.n_background`` training scans of the fold (expected gradients, ``background`` removal)."""
+    ``n_scans`` by scan id if given), their layer maps, and the background set: ``settings.n_background``
+    training scans of the fold across as many subjects (:func:`background_ids`; expected gradients,
+    ``background`` removal)."""
     model, spec, modality, fold = load_model(model_path)
     this = folds[folds["fold"] == fold]
     test_ids = this.loc[this["role"] == "test", "scan_id"].astype(str).tolist()
@@ -233,7 +250,9 @@ def load_fold_scans(
         layers = membrane_regions(layers, settings.membrane_margin)
     background = None
     if with_background:
-        train_ids = sorted(this.loc[this["role"] == "train", "scan_id"].astype(str))[: settings.n_background]
+        train = this[this["role"] == "train"]
+        train_ids = background_ids(train["scan_id"].astype(str), train["subject_id"].astype(str), settings.n_background,
+                                   settings.seed)
         pre = data.preprocessing(modality, spec.bmode_max, spec.swe_scale)
         background = data.stack(data.cached_dataset(data.make_items(sheet, train_ids), pre))
     scan_ids = [str(it["scan_id"]) for it in items]
@@ -255,7 +274,8 @@ def attribute_fold(
         with_background=registered(method).needs_background,
     )
     values, channels, qc, coalitions = attribute(
-        fs.model, fs.images, fs.layers, method, CHANNELS[fs.modality], settings, fs.background, fs.target_layer
+        fs.model, fs.images, fs.layers, method, CHANNELS[fs.modality], settings, fs.background, fs.target_layer,
+        scan_ids=fs.scan_ids,
     )
     qc.insert(0, "scan_id", [fs.scan_ids[i] for i in qc.pop("index")])
     kind = "scores" if is_score_method(method) else "maps"

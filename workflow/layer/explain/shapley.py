@@ -51,6 +51,7 @@ the global NumPy generator: the global state is saved and restored around the ca
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -433,6 +434,46 @@ def permutation_shapley(
     return PermutationEstimate(arr.mean(axis=0), se, 2 * len(arr), n_eval, converged)
 
 
+def scan_seed(seed: int, key: object) -> int:
+    """A scan's own seed from the job's ``seed`` and the scan's id (or position): the same scan gets the
+    same ROAD noise and permutations whatever else is in the batch and in whatever order (sha256 of the
+    id, not Python's salted ``hash``)."""
+    digest = int.from_bytes(hashlib.sha256(str(key).encode()).digest()[:8], "little")
+    return int(np.random.SeedSequence([int(seed), digest]).generate_state(1)[0])
+
+
+def end_values(
+    model: torch.nn.Module,
+    images: torch.Tensor | np.ndarray,
+    layers: torch.Tensor | np.ndarray,
+    players: Sequence[Player],
+    operator: str,
+    seeds: Sequence[int],
+    background: torch.Tensor | np.ndarray | None = None,
+    settings: RemovalSettings | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(f(x) [N], f(x with every player removed) [N])`` by forwards of their own: the model on the scans
+    as given, and on :func:`removal_fill` of all players (scan ``i``'s reference from ``seeds[i]``), one
+    scan at a time. The reference for the Shapley efficiency QC (:func:`shapley_scans`)."""
+    device = next((t.device for t in model.parameters()), torch.device("cpu"))
+    x = _as_tensor(images)
+    dtype = _model_dtype(model, x.dtype)
+    model.eval()
+    full, empty = [], []
+    with torch.no_grad():
+        for i in range(len(x)):
+            removed = removal_fill(
+                x[i].detach().cpu(), _as_tensor(layers[i]).cpu(), torch.ones((1, len(players)), dtype=torch.bool),
+                operator, int(seeds[i]), None if background is None else _as_tensor(background).detach().cpu(),
+                players=players, settings=settings,
+            )
+            both = torch.cat([x[i : i + 1].detach().cpu(), removed]).to(device=device, dtype=dtype)
+            f = model(both)[:, 0].double().cpu().numpy()
+            full.append(f[0])
+            empty.append(f[1])
+    return np.asarray(full, dtype=np.float64), np.asarray(empty, dtype=np.float64)
+
+
 @dataclass(frozen=True)
 class ShapleyResult:
     """Layer Shapley values of N scans and what checks them.
@@ -466,43 +507,52 @@ def shapley_scans(
     estimator: str = "exact",
     tol: float = 1e-3,
     max_permutations: int = 2000,
+    scan_keys: Sequence[object] | None = None,
 ) -> ShapleyResult:
     """Layer Shapley values of every scan (see :func:`layer_shapley`) with their checks.
 
-    Scan ``i`` uses seed ``[seed, i]`` for its ROAD noise and permutations, so a scan's values do not
-    depend on which other scans share the call.
+    Scan ``i`` draws its ROAD noise and permutations from :func:`scan_seed` of ``seed`` and its id
+    (``scan_keys[i]``; its position when no ids are given), so a scan's values depend neither on which
+    other scans share the call nor on their order.
+
+    Efficiency QC: ``full`` and ``empty`` are independent forwards of the unchanged scans and of the scans
+    with every player removed (:func:`removal_fill`), not the end values of the coalition vector; so
+    ``efficiency_error = |sum(values) - (full - empty)|`` catches a value function that is wrong (a
+    coalition filled with the wrong voxels, a wrong bit order), which exact enumeration would otherwise
+    satisfy by construction.
     """
     players = make_players(channels, per_channel)
     n = len(players)
     if estimator == "exact" and n > MAX_EXACT_PLAYERS:
         raise ValueError(f"{n} players are too many for exact enumeration; use estimator='permutation'")
-    rows, full, empty, se, n_eval, all_values = [], [], [], [], [], []
+    keys = list(scan_keys) if scan_keys is not None else list(range(len(images)))
+    if len(keys) != len(images):
+        raise ValueError(f"{len(keys)} scan keys for {len(images)} scans")
+    rows, se, n_eval, all_values, seeds = [], [], [], [], []
     for i in range(len(images)):
-        scan_seed = int(np.random.SeedSequence([seed, i]).generate_state(1)[0])
+        scan_seed_i = scan_seed(seed, keys[i])
+        seeds.append(scan_seed_i)
 
-        def value_fn(masks: np.ndarray, i: int = i, scan_seed: int = scan_seed) -> np.ndarray:
+        def value_fn(masks: np.ndarray, i: int = i, scan_seed_i: int = scan_seed_i) -> np.ndarray:
             return coalition_values(
                 model, images[i], layers[i], players, operator, batch_size,
-                seed=scan_seed, background=background, settings=settings, coalitions=masks,
+                seed=scan_seed_i, background=background, settings=settings, coalitions=masks,
             )
 
         if estimator == "exact":
             v = value_fn(np.arange(2**n, dtype=np.int64))
-            phi, ends, scan_se, evaluations = shapley_from_values(v, n), (v[-1], v[0]), np.zeros(n), 2**n
+            phi, scan_se, evaluations = shapley_from_values(v, n), np.zeros(n), 2**n
             all_values.append(v)
         elif estimator == "permutation":
-            est = permutation_shapley(value_fn, n, tol, max_permutations, scan_seed)
-            ends = tuple(value_fn(np.array([2**n - 1, 0], dtype=np.int64)))
+            est = permutation_shapley(value_fn, n, tol, max_permutations, scan_seed_i)
             phi, scan_se, evaluations = est.values, est.standard_error, est.n_evaluations
         else:
             raise ValueError(f"unknown estimator '{estimator}'; choose 'exact' or 'permutation'")
         rows.append(phi)
-        full.append(ends[0])
-        empty.append(ends[1])
         se.append(scan_se)
         n_eval.append(evaluations)
     values = np.asarray(rows).reshape(len(images), n)
-    full_a, empty_a = np.asarray(full, dtype=np.float64), np.asarray(empty, dtype=np.float64)
+    full_a, empty_a = end_values(model, images, layers, players, operator, seeds, background, settings)
     error = np.abs(values.sum(axis=1) - (full_a - empty_a))
     coalitions = np.asarray(all_values).reshape(len(images), 2**n) if estimator == "exact" else None
     return ShapleyResult(
@@ -540,23 +590,26 @@ def layer_ablation(
     seed: int = 0,
     background: torch.Tensor | None = None,
     settings: RemovalSettings | None = None,
+    scan_keys: Sequence[object] | None = None,
 ) -> np.ndarray:
     """Leave-one-layer-out: f(x) - f(x with one layer removed), ``[N, C_players, 6]``.
 
     ``C_players`` is 1 (a layer removed in all channels) or, with ``per_channel``, the number of input
     channels (a layer removed in one channel). Cheap (7 or 13 forwards per scan) but blind to
-    redundancy: two layers carrying the same information both get about 0.
+    redundancy: two layers carrying the same information both get about 0. Seeds per scan as in
+    :func:`shapley_scans`.
     """
+    keys = list(scan_keys) if scan_keys is not None else list(range(len(images)))
     players = make_players(channels, per_channel)
     n = len(players)
     full = 2**n - 1
     masks = np.array([full] + [full & ~(1 << p) for p in range(n)], dtype=np.int64)
     out = np.empty((len(images), n))
     for i in range(len(images)):
-        scan_seed = int(np.random.SeedSequence([seed, i]).generate_state(1)[0])
+        scan_seed_i = scan_seed(seed, keys[i])
         v = coalition_values(
             model, images[i], layers[i], players, removal, batch_size,
-            seed=scan_seed, background=background, settings=settings, coalitions=masks,
+            seed=scan_seed_i, background=background, settings=settings, coalitions=masks,
         )
         out[i] = v[0] - v[1:]
     return out.reshape(len(images), -1, N_LAYERS)
@@ -644,6 +697,7 @@ def attribute_extra(
     estimator: str = "exact",
     tol: float = 1e-3,
     max_permutations: int = 2000,
+    scan_keys: Sequence[object] | None = None,
 ) -> tuple[np.ndarray, tuple[str, ...], pd.DataFrame, np.ndarray | None]:
     """Output of one extra method for a stack of scans: (maps or scores, channel names, QC table,
     coalition values ``[N, 2^n]`` of an exact Shapley run or None).
@@ -657,7 +711,8 @@ def attribute_extra(
       ``n_evaluations``.
 
     Layer scores are signed values in logit units, already per layer: turn them into rows with
-    :func:`scores_table`, not with ``layer.aggregate``. QC columns: ``index, check, value``.
+    :func:`scores_table`, not with ``layer.aggregate``. QC columns: ``index, check, value``. ``scan_keys``
+    (the scans' ids) seed each scan's randomness (:func:`scan_seed`).
     """
     cfg = settings  # layer.explain.attribute.AttributionSettings: what the method reads (registry), None elsewhere
     removal = RemovalSettings.of(settings)
@@ -682,7 +737,7 @@ def attribute_extra(
     if kind == "ablation":
         scores = layer_ablation(
             model, images, layers, op, channels=channels, per_channel=False, batch_size=cfg.batch_size,
-            seed=cfg.seed, background=background, settings=removal,
+            seed=cfg.seed, background=background, settings=removal, scan_keys=scan_keys,
         )
         device = next((t.device for t in model.parameters()), torch.device("cpu"))
         with torch.no_grad():
@@ -692,7 +747,7 @@ def attribute_extra(
     result = shapley_scans(
         model, images, layers, channels, op, cfg.batch_size, cfg.seed, per_channel=per_channel,
         background=background, settings=removal, estimator=estimator, tol=tol,
-        max_permutations=max_permutations,
+        max_permutations=max_permutations, scan_keys=scan_keys,
     )
     names = tuple(channels) if per_channel else (ALL_CHANNELS,)
     scores = result.values.reshape(len(images), len(names), N_LAYERS)

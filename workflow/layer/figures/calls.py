@@ -26,8 +26,9 @@ def _whole_model_channel(rows: pd.DataFrame) -> str:
 
 
 def build_layer_calls(calls: pd.DataFrame, method: str, measure: str) -> Figure:
-    """One panel per modality: each layer's excess over the null models with its subject-level CI; the
-    null-model mean as a hollow marker at 0 + null; driving layers filled and starred."""
+    """One panel per modality: each layer's label gap in the trained models (patients minus controls, logits)
+    with its subject-level BCa interval; the null models' gap (a diagnostic, not a term of the test) as a
+    hollow marker; driving layers red and starred."""
     missing = set(CALLS_COLUMNS) - set(calls.columns)
     if missing:
         raise ValueError(f"calls table lacks columns {sorted(missing)}")
@@ -38,27 +39,32 @@ def build_layer_calls(calls: pd.DataFrame, method: str, measure: str) -> Figure:
     fig = Figure(figsize=(3.2 * len(modalities) + 0.6, 3.4), layout="constrained")
     axes = fig.subplots(1, len(modalities), sharey=True, squeeze=False)[0]
     x = np.arange(len(LAYERS))
+    has_null = False
     for ax, modality in zip(axes, modalities):
         part = rows[rows["modality"] == modality]
         part = part[part["channel"] == _whole_model_channel(part)].set_index("layer").reindex(list(LAYERS))
-        driving = part["driving"].astype(bool).to_numpy()
+        driving = part["driving"].fillna(False).astype(bool).to_numpy()
         colors = np.where(driving, "#c0392b", "#7f8c8d")
-        ax.bar(x, part["excess"], color=colors, alpha=0.85, width=0.65)
-        err = np.vstack([part["excess"] - part["ci_low"], part["ci_high"] - part["excess"]])
-        ax.errorbar(x, part["excess"], yerr=np.abs(err), fmt="none", ecolor="black", capsize=3, lw=1)
-        ax.scatter(x, part["null_mean"], marker="o", facecolor="white", edgecolor="black", zorder=3, s=18)
+        ax.bar(x, part["estimate"], color=colors, alpha=0.85, width=0.65)
+        err = np.vstack([part["estimate"] - part["ci_low"], part["ci_high"] - part["estimate"]])
+        ax.errorbar(x, part["estimate"], yerr=np.abs(err), fmt="none", ecolor="black", capsize=3, lw=1)
+        if part["null_mean"].notna().any():
+            has_null = True
+            ax.scatter(x, part["null_mean"], marker="o", facecolor="white", edgecolor="black", zorder=3, s=18)
         for i in np.flatnonzero(driving):
             ax.annotate("*", (x[i], part["ci_high"].iloc[i]), ha="center", va="bottom", fontsize=14)
         ax.axhline(0, color="black", lw=0.8)
         ax.set_xticks(x, _LAYER_LABELS, fontsize=7)
         ax.set_title(f"{modality} (channel {part['channel'].iloc[0]})", fontsize=9)
-    axes[0].set_ylabel(f"excess {measure} over null models")
+    axes[0].set_ylabel(f"{measure}, trained models (logits)")
     handles = [
         Line2D([], [], color="#c0392b", lw=6, label="driving (Holm p <= alpha, also without the other drivers)"),
         Line2D([], [], color="#7f8c8d", lw=6, label="not driving"),
-        Line2D([], [], marker="o", markerfacecolor="white", markeredgecolor="black", ls="", label="null-model mean"),
     ]
-    fig.legend(handles=handles, loc="outside lower center", ncols=3, fontsize=7, frameon=False)
+    if has_null:
+        handles.append(Line2D([], [], marker="o", markerfacecolor="white", markeredgecolor="black", ls="",
+                              label="null models (diagnostic)"))
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=7, frameon=False)
     fig.suptitle(f"Which layers drive the prediction ({method}, {measure})", fontsize=10)
     return fig
 
@@ -72,6 +78,9 @@ def build_checks(sanity: pd.DataFrame, curves: pd.DataFrame, robustness: pd.Data
     """One row per modality, three panels: sanity (Spearman of the layer profile vs blocks randomised),
     faithfulness (mean fall of the predicted-class logit while deleting layers in each method's order),
     robustness (largest change of each layer's share under mask perturbations)."""
+    if "operator" in curves.columns:  # the first deletion operator (the config's order); the table has all
+        operator = curves["operator"].iloc[0]
+        curves = curves[curves["operator"] == operator]
     modalities = [m for m in MODALITIES if m in set(sanity["modality"]) | set(curves["modality"])]
     fig = Figure(figsize=(12, 2.9 * len(modalities) + 0.4), layout="constrained")
     axes = fig.subplots(len(modalities), 3, squeeze=False)
@@ -102,7 +111,8 @@ def build_checks(sanity: pd.DataFrame, curves: pd.DataFrame, robustness: pd.Data
         ax_r.set_ylabel(f"largest |change| of {measure}")
         ax_r.legend(fontsize=6)
     axes[0, 0].set_title("Sanity: cascading randomisation", fontsize=9)
-    axes[0, 1].set_title("Faithfulness: deleting layers, most relevant first", fontsize=9)
+    deleted_by = f" ({operator} deletion)" if "operator" in locals() else ""
+    axes[0, 1].set_title(f"Faithfulness{deleted_by}: deleting layers, most relevant first", fontsize=9)
     axes[0, 2].set_title("Robustness: +/-1 voxel and Dice-level mask errors", fontsize=9)
     axes[-1, 0].set_xlabel("parameter blocks re-initialised (output first)")
     axes[-1, 1].set_xlabel("layers deleted")

@@ -53,6 +53,27 @@ def make_items(sheet: pd.DataFrame, scan_ids: Sequence[str] | None = None) -> li
     ]
 
 
+def with_channels(sheet: pd.DataFrame, modality: str) -> pd.DataFrame:
+    """The scans of ``sheet`` that have every volume ``modality`` reads (a non-empty path per channel).
+
+    In a mixed cohort (SWE for some scans) the swe and fused models train, predict and are attributed on
+    the scans with SWE only; B-mode reads every scan. The folds stay those of the whole cohort.
+    """
+    keep = pd.Series(True, index=sheet.index)
+    for channel in CHANNELS[modality]:
+        if channel not in sheet.columns:
+            return sheet.iloc[0:0]
+        keep &= sheet[channel].notna() & (sheet[channel].astype(str).str.strip() != "")
+    return sheet.loc[keep].reset_index(drop=True)
+
+
+def modality_scans(sheet: pd.DataFrame, folds: pd.DataFrame, modality: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The sheet and fold table restricted to the scans ``modality`` can read (:func:`with_channels`)."""
+    kept = with_channels(sheet, modality)
+    ids = set(kept["scan_id"].astype(str))
+    return kept, folds.loc[folds["scan_id"].astype(str).isin(ids)].reset_index(drop=True)
+
+
 def _swe_to_input(scale: float):
     def convert(x: torch.Tensor) -> torch.Tensor:
         return torch.nan_to_num(x / scale, nan=0.0, posinf=0.0, neginf=0.0)

@@ -59,6 +59,17 @@ def _subject_codes(subjects: Sequence[object] | np.ndarray) -> tuple[np.ndarray,
     return codes.reshape(-1), int(codes.max()) + 1 if codes.size else 0
 
 
+def subject_sums(values: np.ndarray, codes: np.ndarray, n_subjects: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-subject sums and counts of the defined (finite) values of each column, ``[n_subjects, k]`` each:
+    the sufficient statistics every subject-level resample of a pooled mean is a matrix product with."""
+    defined = np.isfinite(values)
+    sums = np.zeros((n_subjects, values.shape[1]))
+    counts = np.zeros((n_subjects, values.shape[1]))
+    np.add.at(sums, codes, np.where(defined, values, 0.0))
+    np.add.at(counts, codes, defined.astype(np.float64))
+    return sums, counts
+
+
 def _draw_counts(idx: np.ndarray, n_subjects: int) -> np.ndarray:
     """How often each subject is drawn, ``[R, n_subjects]``, for index rows ``idx [R, m]``.
 
@@ -182,10 +193,7 @@ def cluster_bootstrap_mean(
     k = x.shape[1]
     names = tuple(columns) if columns is not None else tuple(str(j) for j in range(k))
     defined = np.isfinite(x)
-    sums = np.zeros((n_subjects, k))
-    counts = np.zeros((n_subjects, k))
-    np.add.at(sums, codes, np.where(defined, x, 0.0))
-    np.add.at(counts, codes, defined.astype(np.float64))
+    sums, counts = subject_sums(x, codes, n_subjects)
     n_subjects_col = (counts > 0).sum(axis=0)
     with np.errstate(all="ignore"):
         estimate = sums.sum(axis=0) / counts.sum(axis=0)
@@ -211,6 +219,98 @@ def cluster_bootstrap_mean(
         for j, m in zip(np.flatnonzero(ok), used):
             ci_method[j] = m
     return BootstrapCI(names, estimate, low, high, n_subjects_col, defined.sum(axis=0), tuple(ci_method))
+
+
+@dataclass(frozen=True)
+class GapParts:
+    """Per-subject sufficient statistics of a class difference in pooled means, ``[n_subjects, k]`` each.
+
+    A subject's scans all carry its label, so a subject's sums go to one class: resampling subjects
+    resamples the classes too, and every resample recomputes both class means (and so the prevalence).
+    """
+
+    sums_pos: np.ndarray
+    counts_pos: np.ndarray
+    sums_neg: np.ndarray
+    counts_neg: np.ndarray
+
+    @property
+    def n_subjects(self) -> int:
+        return int(self.sums_pos.shape[0])
+
+    def gap(self, drawn: np.ndarray) -> np.ndarray:
+        """``[R, k]`` pooled mean of the patients' scans minus the controls', for draw counts ``[R, n_subjects]``;
+        NaN where a resample has no defined scan of a class."""
+        with np.errstate(all="ignore"):
+            return (drawn @ self.sums_pos) / (drawn @ self.counts_pos) - (drawn @ self.sums_neg) / (drawn @ self.counts_neg)
+
+    def columns(self, keep: np.ndarray) -> GapParts:
+        return GapParts(self.sums_pos[:, keep], self.counts_pos[:, keep], self.sums_neg[:, keep], self.counts_neg[:, keep])
+
+
+def gap_parts(values: np.ndarray, labels: np.ndarray, subjects: Sequence[object] | np.ndarray) -> GapParts:
+    """:class:`GapParts` of ``values [n_scans, k]`` (NaN = undefined) with 0/1 ``labels [n_scans]``; raises if a
+    subject's scans disagree on the label."""
+    x = np.asarray(values, dtype=np.float64)
+    x = x[:, None] if x.ndim == 1 else x
+    y = np.asarray(labels, dtype=np.float64)
+    codes, n_subjects = _subject_codes(subjects)
+    if x.shape[0] != codes.size or y.shape != (codes.size,):
+        raise ValueError(f"{x.shape[0]} rows of values, {y.size} labels and {codes.size} subject labels")
+    if not np.isin(y, (0.0, 1.0)).all():
+        raise ValueError("labels must be 0 or 1")
+    subject_label = np.zeros(n_subjects)
+    subject_label[codes] = y
+    if not np.array_equal(subject_label[codes], y):
+        raise ValueError("a subject has scans with different labels")
+    sums, counts = subject_sums(x, codes, n_subjects)
+    pos = (subject_label == 1.0)[:, None]
+    return GapParts(np.where(pos, sums, 0.0), np.where(pos, counts, 0.0), np.where(pos, 0.0, sums), np.where(pos, 0.0, counts))
+
+
+def cluster_bootstrap_gap(
+    values: np.ndarray,
+    labels: np.ndarray,
+    subjects: Sequence[object] | np.ndarray,
+    n_resamples: int,
+    confidence_level: float,
+    seed: int,
+    method: str = "BCa",
+) -> BootstrapCI:
+    """Patients-minus-controls difference in pooled means of each column, with a subject-level CI.
+
+    Why not a linearised per-scan value: centring and prevalence fixed at their full-sample values and
+    per-scan products resampled give an interval that is only right at 50/50 prevalence (at 25 %: coverage
+    0.91 at no effect, 1.00 at twice the needed width at a large one). Here every resample draws subjects
+    with replacement, so the number of patients varies, and recomputes both class means; BCa's jackknife
+    leaves out one subject at a time. A resample without a patient or a control has no gap; such columns
+    get a percentile interval over the defined resamples (``ci_method``).
+
+    Args:
+        values: ``[n_scans, k]`` (or ``[n_scans]``) per-scan scores, e.g. a layer's contribution; NaN = undefined.
+        labels: ``[n_scans]`` 0/1, constant within a subject.
+        subjects: subject label per scan. Others as in :func:`cluster_bootstrap_mean`.
+    """
+    parts = gap_parts(values, labels, subjects)
+    k = parts.sums_pos.shape[1]
+    everyone = np.ones((1, parts.n_subjects))
+    estimate = parts.gap(everyone)[0]
+    n_pos = (parts.counts_pos > 0).sum(axis=0)
+    n_neg = (parts.counts_neg > 0).sum(axis=0)
+    ok = np.isfinite(estimate) & (n_pos >= 2) & (n_neg >= 2)
+    kept = parts.columns(ok)
+    low, high = np.full(k, np.nan), np.full(k, np.nan)
+    ci_method = ["none"] * k
+    if ok.any():
+        _, lo, hi, used = _run_bootstrap(
+            lambda idx: kept.gap(_draw_counts(idx, parts.n_subjects)), parts.n_subjects, int(ok.sum()),
+            n_resamples, confidence_level, seed, method, floats_per_resample=parts.n_subjects + 4 * int(ok.sum()),
+        )
+        low[ok], high[ok] = lo, hi
+        for j, m in zip(np.flatnonzero(ok), used):
+            ci_method[j] = m
+    n_scans = (parts.counts_pos + parts.counts_neg).sum(axis=0)
+    return BootstrapCI(tuple(str(j) for j in range(k)), estimate, low, high, n_pos + n_neg, n_scans, tuple(ci_method))
 
 
 @dataclass(frozen=True)

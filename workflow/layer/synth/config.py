@@ -29,6 +29,7 @@ CONFIG_KEYS: tuple[str, ...] = (
     "shape",
     "spacing",
     "label_noise",
+    "prevalence",
     "seed",
 )
 
@@ -134,6 +135,7 @@ class SynthConfig:
     shape: tuple[int, int, int] = (48, 32, 32)
     spacing: tuple[float, float, float] | float | None = None
     label_noise: float = 0.0
+    prevalence: float = 0.5
     seed: int = 1
 
     def __post_init__(self) -> None:
@@ -182,6 +184,10 @@ class SynthConfig:
         if not 0.0 <= label_noise <= 0.5:
             raise SynthConfigError("label_noise", f"must be in [0, 0.5], got {label_noise}")
         set_("label_noise", label_noise)
+        prevalence = _float("prevalence", self.prevalence)
+        if not 0.0 < prevalence < 1.0:
+            raise SynthConfigError("prevalence", f"must be strictly between 0 and 1, got {prevalence}")
+        set_("prevalence", prevalence)
         set_("seed", _int("seed", self.seed, 0))
 
     @classmethod
@@ -207,6 +213,7 @@ class SynthConfig:
             "shape": list(self.shape),
             "spacing": list(self.spacing),  # type: ignore[arg-type]
             "label_noise": self.label_noise,
+            "prevalence": self.prevalence,
             "seed": self.seed,
         }
 

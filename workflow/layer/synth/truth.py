@@ -65,12 +65,16 @@ def scan_site(j: int) -> tuple[str, str, int]:
 def cohort_labels(cfg: SynthConfig) -> tuple[np.ndarray, np.ndarray]:
     """(true labels, labels as written) for all subjects, drawn once for the cohort.
 
-    Exactly half of the subjects get label 1 (the odd one out goes to a random class); label noise flips
+    ``prevalence * n`` subjects get label 1, exactly when that is a whole number, else its floor or ceiling
+    at random (at 0.5 with an odd n the odd one out goes to a random class); label noise flips
     ``round(label_noise * n)`` subjects chosen at random, after the features were drawn from the true label.
     """
     rng = rng_for(cfg.seed, STREAM_COHORT)
     n = cfg.n_subjects
-    n_pos = n // 2 + (int(rng.integers(2)) if n % 2 else 0)
+    expected = cfg.prevalence * n
+    whole = abs(expected - round(expected)) < 1e-9
+    n_pos = int(round(expected)) if whole else int(np.floor(expected)) + int(rng.integers(2))
+    n_pos = min(max(n_pos, 1), n - 1)  # both classes, always
     true = np.zeros(n, dtype=np.int64)
     true[rng.permutation(n)[:n_pos]] = 1
     written = true.copy()

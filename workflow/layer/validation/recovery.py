@@ -15,10 +15,10 @@ calls on the channel that stands for the whole model (``all`` if present), measu
 * ``model_auc`` (+ ``model_auc_low``): pooled out-of-fold AUC with its subject-level BCa lower bound;
 * ``auc_drop_without_driver``: AUC of the trained models minus their AUC with every driver layer removed
   (exact coalition values of the Shapley run, so the removal is the checks' operator);
-* ``top1_accuracy``: 1 if the layer with the largest excess is a driver (pointing game), else 0;
-* ``driver_rank``: mean rank (1 = largest excess) of the driver layers;
-* ``spearman``: rank correlation of planted strength (0 for non-drivers) with excess;
-* ``relevance_mass``: share of the positive excess on driver layers (chance: drivers / 6);
+* ``top1_accuracy``: 1 if the layer with the largest label gap is a driver (pointing game), else 0;
+* ``driver_rank``: mean rank (1 = largest gap) of the driver layers;
+* ``spearman``: rank correlation of planted strength (0 for non-drivers) with the gap;
+* ``relevance_mass``: share of the positive gap on driver layers (chance: drivers / 6);
 * ``rank_accuracy``: share of the top-k layers (k = number of drivers) that are drivers (chance: k / 6);
 * ``false_positive_rate``: non-driver layers called driving / non-driver layers;
 * ``recall``: driver layers called driving / driver layers.
@@ -78,9 +78,9 @@ def auc_without(coalitions: np.ndarray, labels: np.ndarray, removed: Sequence[st
 def recovery_row(
     family: pd.DataFrame, strength: Mapping[str, float], model_auc: float, model_auc_low: float, auc_drop: float
 ) -> dict[str, float | str]:
-    """Recovery numbers of one family of calls (six rows: ``layer, excess, driving``); see module doc."""
+    """Recovery numbers of one family of calls (six rows: ``layer, estimate, driving``); see module doc."""
     calls = family.set_index("layer").reindex(list(LAYERS))
-    excess = calls["excess"].to_numpy(dtype=np.float64)
+    excess = calls["estimate"].to_numpy(dtype=np.float64)
     driving = calls["driving"].astype(bool).to_numpy()
     planted = np.array([float(strength[layer]) for layer in LAYERS])
     driver = planted > 0
