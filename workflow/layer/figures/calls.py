@@ -78,8 +78,8 @@ def build_checks(sanity: pd.DataFrame, curves: pd.DataFrame, robustness: pd.Data
     """One row per modality, three panels: sanity (Spearman of the layer profile vs blocks randomised),
     faithfulness (mean fall of the predicted-class logit while deleting layers in each method's order),
     robustness (largest change of each layer's share under mask perturbations)."""
-    if "operator" in curves.columns:  # the first deletion operator (the config's order); the table has all
-        operator = curves["operator"].iloc[0]
+    operator = curves["operator"].iloc[0] if "operator" in curves.columns and len(curves) else None
+    if operator is not None:  # the first deletion operator (the config's order); the table has all
         curves = curves[curves["operator"] == operator]
     modalities = [m for m in MODALITIES if m in set(sanity["modality"]) | set(curves["modality"])]
     fig = Figure(figsize=(12, 2.9 * len(modalities) + 0.4), layout="constrained")
@@ -111,8 +111,8 @@ def build_checks(sanity: pd.DataFrame, curves: pd.DataFrame, robustness: pd.Data
         ax_r.set_ylabel(f"largest |change| of {measure}")
         ax_r.legend(fontsize=6)
     axes[0, 0].set_title("Sanity: cascading randomisation", fontsize=9)
-    deleted_by = f" ({operator} deletion)" if "operator" in locals() else ""
-    axes[0, 1].set_title(f"Faithfulness{deleted_by}: deleting layers, most relevant first", fontsize=9)
+    deleted_by = f" by {operator}" if operator is not None else ""
+    axes[0, 1].set_title(f"Faithfulness: deleting layers{deleted_by}", fontsize=9)
     axes[0, 2].set_title("Robustness: +/-1 voxel and Dice-level mask errors", fontsize=9)
     axes[-1, 0].set_xlabel("parameter blocks re-initialised (output first)")
     axes[-1, 1].set_xlabel("layers deleted")
