@@ -14,8 +14,8 @@ MODULES = {
 }
 #: The core: what every step may use. It imports no network, attribution, check, validation or figure code.
 CORE = ("layer.names", "layer.io", "layer.logs", "layer.games", "layer.config", "layer.codegraph",
-        "layer.regions", "layer.aggregate", "layer.stats")
-UPPER = ("layer.nets", "layer.explain", "layer.checks", "layer.validation", "layer.figures")
+        "layer.regions", "layer.attribution_files", "layer.aggregate", "layer.stats")
+UPPER = ("layer.nets", "layer.explain", "layer.checks", "layer.validation", "layer.features", "layer.figures")
 
 
 def imports(path: Path) -> set[str]:

@@ -221,6 +221,25 @@ def test_calls_test_the_trained_gap_and_describe_stored_measures(every):
         inf.calls_and_contrasts(trained, null.drop(columns="null_model"), labels, settings())
 
 
+def test_a_null_model_of_one_fold_is_scored_on_the_scans_it_saw():
+    """null.folds: a null model scores one fold's held-out scans, a subset of the trained models'. Its gap is
+    the difference in means on those scans (by hand: 4 subjects, one scan each); a scan the trained models
+    did not score is refused."""
+    scans, subjects = ["a", "b", "c", "d", "e", "f"], ["a", "b", "c", "d", "e", "f"]
+    labels = pd.Series([0, 0, 1, 1, 0, 1], index=scans)
+    trained = score_table(np.ones((6, 6)), scans, subjects)
+    sub = np.zeros((4, 6))
+    sub[:, LAYERS.index("dfm")] = [1.0, 3.0, 6.0, 10.0]  # scans a, b (controls), c, d (patients)
+    null = score_table(sub, scans[:4], subjects[:4]).assign(null_model=0)
+    calls, _ = inf.calls_and_contrasts(trained, null, labels, settings(n_permutations=99, n_resamples=99))
+    gap = calls[calls["measure"] == "label_gap"].set_index("layer")
+    assert gap.loc["dfm", "null_mean"] == pytest.approx((6 + 10) / 2 - (1 + 3) / 2)
+    assert gap.loc["muscle", "null_mean"] == pytest.approx(0.0) and set(gap["n_null_models"]) == {1}
+    stray = score_table(np.zeros((1, 6)), ["z"], ["z"]).assign(null_model=0)
+    with pytest.raises(ValueError, match=r"null model 0 scored scans \['z'\] that the trained models did not"):
+        inf.calls_and_contrasts(trained, stray, pd.concat([labels, pd.Series({"z": 0})]), settings())
+
+
 def test_a_stored_measure_is_refused_as_a_test():
     trained, null, labels = planted(n_null=1, seed=0)
     with pytest.raises(ValueError, match=r"calls.measures: mass_share_abs cannot be tested.*calls.describe"):
@@ -284,22 +303,29 @@ def test_conditional_calls_drop_a_layer_credited_only_through_an_interaction(mus
 
 
 def test_load_conditional_reads_the_trained_runs_by_their_stored_identity(tmp_path):
-    """Each file names its modality, method and null replicate inside; file names and folders are not read.
-    Null-model files are skipped (the calls do not subtract null models)."""
+    """Each per-model file names its modality and null replicate inside; file names and folders are not read.
+    Only its exact-Shapley methods are read (a Grad-CAM map beside them is not), and null-model files are
+    skipped (the calls do not subtract null models)."""
+    import pandas as pd
+
+    from layer.attribution_files import Attribution, save_model_attributions
     from layer.io import save_arrays
 
     rng = np.random.default_rng(0)
     values = {run: rng.normal(size=(3, 64)) for run in (None, 0)}
+    ids, qc = ["s0", "s1", "s2"], pd.DataFrame(columns=["scan_id", "check", "value"])
     for i, (run, v) in enumerate(values.items()):
-        identity = {"modality": "fused", "method": "shapley_background", "fold": 0}
-        if run is not None:
-            identity["null_model"] = run
-        save_arrays(tmp_path / f"job{i}.npz", scores=np.zeros((3, 1, 6)), scan_ids=np.array(["s0", "s1", "s2"]),
-                    channels=np.array(["all"]), coalitions=v, **identity)
+        results = {
+            "gradcam": Attribution("maps", np.zeros((3, 1, 2, 2, 2)), ids, ("all",), qc),
+            "shapley_background": Attribution("scores", np.zeros((3, 1, 6)), ids, ("all",), qc, coalitions=v),
+        }
+        save_model_attributions(str(tmp_path / f"job{i}.npz"), results, modality="fused", fold=0, null_model=run)
     paths = sorted(str(p) for p in tmp_path.glob("job*.npz"))
-    cv = inf.load_conditional(paths)[("fused", "shapley_background")]
+    conditional = inf.load_conditional(paths)
+    assert list(conditional) == [("fused", "shapley_background")]
+    cv = conditional[("fused", "shapley_background")]
     assert cv.scans == ["s0", "s1", "s2"] and cv.trained.shape == (3, 6, 6)
     np.testing.assert_allclose(cv.trained, G.conditional_shapley(values[None], 6))
     save_arrays(tmp_path / "elsewhere.npz", scores=np.zeros((3, 1, 6)))
-    with pytest.raises(ValueError, match="not an attribution file"):
+    with pytest.raises(ValueError, match="not a per-model attribution file"):
         inf.load_conditional([str(tmp_path / "elsewhere.npz")])

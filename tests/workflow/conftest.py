@@ -2,7 +2,7 @@
 on one tiny scenario; each followed by the dry runs the rerun tests read.
 
 1. the smoke study with Grad-CAM only;
-2. a dry run that adds Integrated Gradients: only that method's jobs and what follows them may run;
+2. a dry run that adds Integrated Gradients: attribution (one job per model) and what follows may run;
 3. the real run that adds it;
 4. dry runs after config changes: only the jobs the changed value reaches may run.
 """
@@ -52,6 +52,8 @@ def smoke(tmp_path_factory) -> dict:
     no_margin.write_text("attribution:\n  membrane_margin: 0\n")
     more_steps = work / "more_steps.yaml"
     more_steps.write_text("attribution:\n  ig_steps: 6\n")
+    more_road = work / "more_road.yaml"
+    more_road.write_text("attribution:\n  road_iterations: 7\n")
     first = snakemake(work, configs=(only_gradcam,))
     assert first.returncode == 0, first.stderr[-4000:]
     add_method = snakemake(work, "-n")
@@ -62,6 +64,7 @@ def smoke(tmp_path_factory) -> dict:
     change_bootstrap = snakemake(work, "-n", configs=(more_resamples,))
     change_margin = snakemake(work, "-n", configs=(no_margin,))
     change_steps = snakemake(work, "-n", configs=(more_steps,))
+    change_road = snakemake(work, "-n", configs=(more_road,))
     return {
         "work": work,
         "results": work / "results",
@@ -72,7 +75,7 @@ def smoke(tmp_path_factory) -> dict:
         "change_margin": planned_jobs(change_margin.stdout + change_margin.stderr),
         "change_margin_text": change_margin.stdout + change_margin.stderr,
         "change_steps": planned_jobs(change_steps.stdout + change_steps.stderr),
-        "change_steps_text": change_steps.stdout + change_steps.stderr,
+        "change_road": change_road.stdout + change_road.stderr,
     }
 
 

@@ -4,30 +4,31 @@ session's runs are in conftest.py)."""
 from __future__ import annotations
 
 import json
-import re
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from layer.attribution_files import stored_methods
 from layer.names import LAYERS
 from study_outputs import STUDY_FILES, SYNTHETIC_FILES
 
 pytestmark = pytest.mark.slow
 
 
-def attributed_methods(dry_run_output: str) -> set[str]:
-    """Methods of the attribute jobs a dry run plans (from each job's wildcards line)."""
-    blocks = re.findall(r"rule attribute:\n(?:[^\n]*\n)*?\s+wildcards: [^\n]*method=(\w+)", dry_run_output)
-    return set(blocks)
+MODELS = 3 * 2 + 2  # 3 modalities x 2 folds of the smoke preset + the fold-0 null models of bmode and fused
+#: Aggregations: every method of a model reruns when its model's attribution file is rewritten; trained models
+#: have gradcam, integrated_gradients, shapley_background and the checks' shapley_blur, null models three.
+AGGREGATIONS = 4 * 3 * 2 + 3 * 2
 
 
-def test_adding_a_method_runs_only_its_jobs(smoke):
+def test_adding_a_method_reruns_attribution_not_training(smoke):
+    """One attribution job per model runs every method (one process per model): adding a method reruns
+    each model's attribution and what follows, never training."""
     jobs = smoke["add_method"]
-    n_jobs = 3 * 2 + 2 * 2  # 3 modalities x 2 folds of the smoke preset + the null models of bmode and fused
     assert jobs == {
-        "attribute": n_jobs,
-        "aggregate": n_jobs,
+        "attribute": MODELS,
+        "aggregate": AGGREGATIONS,
         "profile_check": 3 * 2,  # sanity and robustness: one job per modality runs every method
         "statistics": 1,
         "calls": 1,
@@ -39,10 +40,12 @@ def test_adding_a_method_runs_only_its_jobs(smoke):
         "figure_checks": 1,
         "all": 1,
     }
-    assert "method=gradcam" not in smoke["add_method_text"]
-    assert "method=shapley_background" not in smoke["add_method_text"]
-    assert "method=shapley_blur" not in smoke["add_method_text"]
-    assert "train" not in jobs
+
+
+def test_a_setting_no_method_reads_reruns_nothing(smoke):
+    """``road_iterations`` reaches only ROAD removal, which the smoke study does not run: a model's job
+    carries the settings its methods read (layer.explain.registry), so nothing reruns."""
+    assert "Nothing to be done" in smoke["change_road"]
 
 
 def test_changing_n_resamples_reruns_only_statistics(smoke):
@@ -53,27 +56,20 @@ def test_changing_n_resamples_reruns_only_statistics(smoke):
 
 
 def test_changing_the_membrane_margin_reruns_removal_methods_not_training(smoke):
-    """The margin reaches the removal methods' attribution (their masks) and every aggregation (its regions),
-    not the voxel maps of Grad-CAM and IG. Snakemake's params trigger compares the set of a job's param values
-    without their names, so the rules carry a ``signature`` param (common.smk ``signed``) that names every
-    value: without it margin 1 -> 0 reran nothing (0 and 1 were held by other params)."""
+    """The margin reaches the removal methods' attribution (their masks: every model runs one) and every
+    aggregation (its regions). Snakemake's params trigger compares the set of a job's param values without
+    their names, so the rules carry a ``signature`` param (common.smk ``signed``) that names every value:
+    without it margin 1 -> 0 reran nothing (0 and 1 were held by other params)."""
     jobs = smoke["change_margin"]
-    trained, null = 3 * 2, 2 * 2  # 3 modalities x 2 folds; one null replicate of bmode and fused
-    # the removal methods: shapley_background (trained and null) and the checks' shapley_blur (trained only)
-    assert jobs["attribute"] == 2 * trained + null
-    assert jobs["aggregate"] == 4 * trained + 3 * null  # every method's regions
+    assert jobs["attribute"] == MODELS and jobs["aggregate"] == AGGREGATIONS
     assert jobs["profile_check"] == 3 * 2 and jobs["calls"] == 1
     assert "train" not in jobs and "split" not in jobs
-    assert attributed_methods(smoke["change_margin_text"]) == {"shapley_background", "shapley_blur"}
 
 
-def test_changing_ig_steps_reruns_only_integrated_gradients(smoke):
-    """A method's jobs carry only the settings it reads (layer.explain.registry)."""
+def test_changing_ig_steps_reruns_attribution_not_training(smoke):
     jobs = smoke["change_steps"]
-    models = 3 * 2 + 2 * 2
-    assert jobs["attribute"] == models and jobs["aggregate"] == models
+    assert jobs["attribute"] == MODELS and jobs["aggregate"] == AGGREGATIONS
     assert jobs["profile_check"] == 3 * 2  # every method's profile, IG included
-    assert attributed_methods(smoke["change_steps_text"]) == {"integrated_gradients"}
     assert "train" not in jobs
 
 
@@ -85,10 +81,14 @@ def test_outputs_exist(smoke):
         for fold in (0, 1):
             assert (res / f"models/{modality}/fold{fold}.pt").exists()
             assert not (res / f"checkpoints/{modality}/fold{fold}.ckpt").exists()  # removed after success
-            for method in ("gradcam", "integrated_gradients", "shapley_background", "shapley_blur"):
-                assert (res / f"attribution/{modality}/{method}/fold{fold}.npz").exists()
-                null_run = res / f"null/r0/attribution/{modality}/{method}/fold{fold}.npz"
-                assert null_run.exists() == (modality != "swe" and method != "shapley_blur")
+            methods = ["gradcam", "integrated_gradients", "shapley_background", "shapley_blur"]
+            assert stored_methods(str(res / f"attribution/{modality}/fold{fold}.npz")) == methods
+            null_run = res / f"null/r0/attribution/{modality}/fold{fold}.npz"
+            assert null_run.exists() == (modality != "swe" and fold == 0)  # null.folds: [0]
+            if null_run.exists():
+                assert stored_methods(str(null_run)) == methods[:3]
+            for method in methods:
+                assert (res / f"attribution/{modality}/fold{fold}_examples/{method}/identity.json").exists()
     for fig in (res / "figures").glob("*.png"):
         assert fig.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -99,6 +99,26 @@ def test_folds_have_no_leakage(smoke):
     assert folds.groupby(["fold", "subject_id"])["role"].nunique().max() == 1
     sheet = pd.read_csv(smoke["results"] / "cohort/synthetic/cohort.tsv", sep="\t")
     assert len(sheet) == 16 * 2 and (folds.role == "test").sum() == len(sheet)
+
+
+def test_layer_feature_tables(smoke):
+    """The classical per-layer measurements: every scan x layer, thickness within the scan's depth (32 voxels
+    of 1.2 mm), and the oracle of each modality over the 16 subjects."""
+    res = smoke["results"]
+    features = pd.read_csv(res / "stats/layer_features.tsv", sep="\t")
+    assert list(features.columns) == [
+        "scan_id", "subject_id", "label", "layer", "thickness_mm", "echo_mean", "echo_sd", "swe_mean",
+    ]
+    assert len(features) == 32 * 6 and list(features["layer"].iloc[:6]) == list(LAYERS)
+    assert features.groupby("scan_id")["thickness_mm"].sum().max() <= 32 * 1.2 + 1e-6
+    assert features["swe_mean"].notna().all() and (features["echo_sd"] >= 0).all()
+    differences = pd.read_csv(res / "stats/layer_feature_differences.tsv", sep="\t")
+    assert len(differences) == 6 * 4 and set(differences["n_subjects"]) == {16}
+    assert (differences["ci_low"] <= differences["difference"]).all()
+    assert (differences["difference"] <= differences["ci_high"]).all()
+    oracle = pd.read_csv(res / "stats/image_oracle.tsv", sep="\t")
+    assert list(oracle["modality"]) == ["bmode", "swe", "fused"] and set(oracle["n_subjects"]) == {16}
+    assert ((oracle["ci_low"] <= oracle["auc"]) & (oracle["auc"] <= oracle["ci_high"])).all()
 
 
 def test_layer_saliency_table(smoke):

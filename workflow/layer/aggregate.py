@@ -31,6 +31,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from layer.attribution_files import load_method
 from layer.io import load_arrays, load_nifti
 from layer.names import BACKGROUND, LAYERS, N_LAYERS
 from layer.regions.membranes import membrane_regions
@@ -429,11 +430,12 @@ def score_masses(scores: np.ndarray) -> np.ndarray:
 
 
 def aggregate_job(
-    path: str, sheet: pd.DataFrame, membrane_margin: int = 0, scans_per_chunk: int = 64
+    path: str, sheet: pd.DataFrame, membrane_margin: int = 0, scans_per_chunk: int = 64, method: str | None = None
 ) -> pd.DataFrame:
-    """Per-layer scores of one attribution job (modality x method x fold): voxel ``maps`` or layer
-    ``scores`` (``layer.explain.attribute.save_attribution``), read in the attribution regions
-    (``layer.regions.membranes.membrane_regions`` with ``membrane_margin``).
+    """Per-layer scores of one method of a model (modality x fold): voxel ``maps`` or layer ``scores``,
+    read in the attribution regions (``layer.regions.membranes.membrane_regions`` with
+    ``membrane_margin``). ``method``: that method's arrays of a per-model file (:mod:`layer.attribution_files`);
+    ``None``: a file of one method's arrays (``maps`` or ``scores``, ``scan_ids``, ``channels``).
 
     Label maps are read from the sheet's ``layers`` paths, a chunk of scans at a time, so that memory
     stays bounded at paper scale (4,000 scans).
@@ -441,7 +443,7 @@ def aggregate_job(
     Returns:
         Columns ``scan_id, subject_id, channel, layer, measure, value`` (see ``aggregate_scans``).
     """
-    arrays = load_arrays(path)
+    arrays = load_arrays(path) if method is None else load_method(path, method)
     scan_ids = [str(s) for s in arrays["scan_ids"]]
     channels = tuple(str(c) for c in arrays["channels"])
     rows = sheet.set_index(sheet["scan_id"].astype(str))

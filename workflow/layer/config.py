@@ -77,3 +77,7 @@ def check_calls(config: Mapping[str, Any]) -> None:
     from layer.stats.calls import check_measures
 
     check_measures(list(config["calls"]["measures"]), list(config["calls"]["describe"]))
+    n_folds = int(config["split"]["n_folds"])
+    beyond = sorted(f for f in config["null"]["folds"] if f >= n_folds)
+    if beyond:
+        raise ValueError(f"null.folds {beyond} are not folds of split.n_folds {n_folds} (folds 0..{n_folds - 1})")

@@ -1,5 +1,6 @@
-# Attribution of each model's held-out scans (one job per modality x method x fold x run) and its
-# reduction to per-layer scores. A method's jobs carry only the attribution settings it reads.
+# Attribution of each model's held-out scans (one job per modality x fold x run, every method of the study:
+# one process per model) and its reduction to per-layer scores (one job per method). A model's job carries
+# the attribution settings its methods read, so a setting no method of the study reads reruns nothing.
 
 ATTRIBUTION_SETTINGS = {key: attribution_setting(key) for key in SETTINGS}
 
@@ -10,15 +11,13 @@ rule attribute:
         folds="{study}/splits/folds.tsv",
         model="{study}/{run}models/{modality}/fold{fold}.pt",
     output:
-        maps="{study}/{run}attribution/{modality}/{method}/fold{fold}.npz",
-        qc="{study}/{run}attribution/{modality}/{method}/fold{fold}_qc.tsv",
-        examples=directory(
-            "{study}/{run}attribution/{modality}/{method}/fold{fold}_examples"
-        ),
+        maps="{study}/{run}attribution/{modality}/fold{fold}.npz",
+        qc="{study}/{run}attribution/{modality}/fold{fold}_qc.tsv",
+        examples=directory("{study}/{run}attribution/{modality}/fold{fold}_examples"),
     log:
-        "{study}/logs/{run}attribute/{modality}/{method}/fold{fold}.log",
+        "{study}/logs/{run}attribute/{modality}/fold{fold}.log",
     benchmark:
-        "{study}/benchmarks/{run}attribute/{modality}/{method}/fold{fold}.tsv"
+        "{study}/benchmarks/{run}attribute/{modality}/fold{fold}.tsv"
     conda:
         "../../envs/torch.yaml"
     threads: 1
@@ -28,6 +27,7 @@ rule attribute:
         runtime=120,
     params:
         **signed(
+            methods=run_methods,
             **ATTRIBUTION_SETTINGS,
             null_model=replicate,
             code=code("attribute.py"),
@@ -39,7 +39,7 @@ rule attribute:
 rule aggregate:
     input:
         sheet="{study}/cohort/validated.tsv",
-        maps="{study}/{run}attribution/{modality}/{method}/fold{fold}.npz",
+        maps="{study}/{run}attribution/{modality}/fold{fold}.npz",
     output:
         table="{study}/{run}aggregate/{modality}/{method}/fold{fold}.tsv",
     log:

@@ -2,6 +2,8 @@
 # randomisation ({check} = sanity) and under layer-mask errors ({check} = robustness), then the summaries
 # with the faithfulness of each method's layer ranking.
 
+CHECK_READS = ("seed", "scans_per_subject", "membrane_margin", "n_background")
+
 
 rule profile_check:
     input:
@@ -23,10 +25,10 @@ rule profile_check:
         runtime=120,
     params:
         **signed(
-            methods=study_methods,
+            methods=reported_methods,
             n_scans=config["checks"]["n_scans"],
-            # every setting: the checks read seed, scans_per_subject and the margin whatever the methods
-            **{key: config["attribution"][key] for key in SETTINGS},
+            # the checks read their scans, seed, margin and background set whatever the methods
+            **{key: attribution_setting(key, reported_methods, CHECK_READS) for key in SETTINGS},
             code=code("check_profiles.py"),
         ),
     script:
@@ -39,10 +41,7 @@ rule checks:
         sanity=per_model("{study}/checks/sanity/{modality}.tsv"),
         robustness=per_model("{study}/checks/robustness/{modality}.tsv"),
         aggregated=per_model("{study}/aggregate/{modality}/{method}/fold{fold}.tsv"),
-        shapley=per_model(
-            "{study}/attribution/{modality}/{method}/fold{fold}.npz",
-            methods=shapley_methods(),
-        ),
+        attributions=per_model("{study}/attribution/{modality}/fold{fold}.npz"),
     output:
         sanity=report(
             "{study}/checks/sanity.tsv",
@@ -73,6 +72,7 @@ rule checks:
     params:
         **signed(
             sanity_threshold=config["checks"]["sanity_threshold"],
+            shapley_methods=shapley_methods(),
             code=code("checks.py"),
         ),
     script:

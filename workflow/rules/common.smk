@@ -73,22 +73,22 @@ class Study:
     """What one study runs: its cohort sheet, synthetic block (None for a user's cohort), modalities,
     methods, folds and null replicates."""
 
-    def __init__(self, sheet, synthetic, modalities, methods, replicates, null_modalities, check_methods=()):
+    def __init__(
+        self, sheet, synthetic, modalities, methods, replicates, null_modalities, null_folds, check_methods=()
+    ):
         self.sheet = sheet
         self.synthetic = synthetic
         self.modalities = list(modalities)
         # The primary method (and, in the main study, the paper's) always runs; the checks' deletion
-        # operators add their exact Shapley runs for the trained models only.
-        self.null_methods = list(dict.fromkeys(methods))
+        # operators add their exact Shapley runs for the trained models only. The reported methods are
+        # those of the tables, the null models and the sanity and robustness checks.
+        self.reported_methods = list(dict.fromkeys(methods))
         self.methods = list(dict.fromkeys([*methods, *check_methods]))
         self.folds = list(range(config["split"]["n_folds"]))
         # Null models are a diagnostic (layer.stats.calls): R replicates of the null_modalities it runs.
         self.replicates = list(range(replicates))
         self.null_modalities = [m for m in self.modalities if m in null_modalities]
-
-    def exact_shapley(self):
-        """Its exact six-layer Shapley methods (their coalition values give the conditional calls)."""
-        return [m for m in self.methods if REGISTRY[m].exact_layer_shapley]
+        self.null_folds = [f for f in self.folds if f in null_folds] if null_folds else self.folds
 
 
 def scenario_block(name, vseed):
@@ -120,6 +120,7 @@ STUDIES = {
         + [config["report"]["paper_method"], config["report"]["primary_method"]],
         config["null"]["replicates"],
         config["null"]["modalities"],
+        config["null"]["folds"],
         [f"shapley_{op}" for op in config["checks"]["removal_operators"]],
     ),
     **{
@@ -131,6 +132,7 @@ STUDIES = {
             + [config["report"]["primary_method"], f"shapley_{config['checks']['removal_operators'][0]}"],
             config["validation"]["null_replicates"],
             config["null"]["modalities"],
+            config["null"]["folds"],
         )
         for name in SCENARIOS
         for vseed in VSEEDS
@@ -158,6 +160,11 @@ def study(wildcards):
 def study_methods(wildcards):
     """Param function: the study's attribution methods."""
     return study(wildcards).methods
+
+
+def reported_methods(wildcards):
+    """Param function: the study's methods without the checks' extra deletion operators."""
+    return study(wildcards).reported_methods
 
 
 def study_modalities(wildcards):
@@ -204,16 +211,21 @@ def synth_chunks(pattern):
     return inputs
 
 
-def attribution_setting(key):
-    """Param function: ``attribution.<key>`` for a method that reads it (layer.explain.registry), else None,
-    so that a setting reruns only the methods it reaches."""
+def run_methods(wildcards):
+    """Param function: the methods of a model's attribution job: the study's, or for a null model its
+    reported methods (without the checks' extra deletion operators)."""
+    s = study(wildcards)
+    return s.methods if RUNS[wildcards.run] is None else s.reported_methods
+
+
+def attribution_setting(key, methods=run_methods, always=()):
+    """Param function: ``attribution.<key>`` for a job one of whose ``methods`` (a param function) reads it
+    (layer.explain.registry), or a key in ``always``; else None, so that a setting reruns only the jobs of
+    methods that read it."""
 
     def value(wildcards):
-        return (
-            config["attribution"][key]
-            if key in REGISTRY[wildcards.method].reads
-            else None
-        )
+        reads = key in always or any(key in REGISTRY[m].reads for m in methods(wildcards))
+        return config["attribution"][key] if reads else None
 
     return value
 
@@ -222,29 +234,32 @@ def per_model(pattern, runs="trained", methods="all", folds=None):
     """Input function: ``pattern`` for every modality, fold and method of the study.
 
     ``runs``: ``trained`` (the {run} part empty: every modality) or ``null`` (every null replicate of the
-    study's null modalities, its methods without the checks' extra operators; none when it has no null
-    replicate); ``methods``: ``all`` (the study's),
-    ``exact_shapley`` (its exact six-layer Shapley methods) or a list.
+    study's null modalities and null folds, its methods without the checks' extra operators; none when it
+    has no null replicate); ``methods``: ``all`` (the study's) or a list. A pattern without ``{method}`` (a model's
+    attribution file) gives each model once.
     """
     if runs not in ("trained", "null"):
         raise ValueError(f"per_model: runs must be 'trained' or 'null', not {runs!r}")
 
     def inputs(wildcards):
         s = study(wildcards)
-        named = {"all": s.methods, "exact_shapley": s.exact_shapley()}
+        named = {"all": s.methods}
+        chosen = s.folds if folds is None else folds
         if runs == "trained":
             run_values, modalities = [""], s.modalities
         else:
             run_values, modalities = [f"null/r{r}/" for r in s.replicates], s.null_modalities
-            named["all"] = s.null_methods
-        return expand(
+            named["all"] = s.reported_methods
+            chosen = [f for f in chosen if f in s.null_folds]
+        paths = expand(
             pattern,
             study=study_key(wildcards),
             run=run_values,
             modality=modalities,
             method=named[methods] if isinstance(methods, str) else methods,
-            fold=s.folds if folds is None else folds,
+            fold=chosen,
         )
+        return list(dict.fromkeys(paths))  # a per-model pattern (no {method}) once per model
 
     return inputs
 
@@ -284,6 +299,9 @@ def all_outputs():
             "stats/layer_saliency.tsv",
             "stats/performance.tsv",
             "stats/paper_table.tsv",
+            "stats/layer_features.tsv",
+            "stats/layer_feature_differences.tsv",
+            "stats/image_oracle.tsv",
             "figures/layer_saliency.png",
             "figures/roc.png",
             "figures/training_curves.png",

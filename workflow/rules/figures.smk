@@ -67,9 +67,7 @@ rule figure_performance:
 rule figure_overlays:
     input:
         sheet="{study}/cohort/validated.tsv",
-        examples=per_model(
-            "{study}/attribution/{modality}/{method}/fold{fold}_examples", folds=[0]
-        ),
+        examples=per_model("{study}/attribution/{modality}/fold{fold}_examples", folds=[0]),
     output:
         png=report(
             "{study}/figures/overlays.png",
@@ -87,6 +85,7 @@ rule figure_overlays:
         mem_mb=2000,
         runtime=15,
     params:
+        methods=study_methods,
         code=code("figure_overlays.py"),
     script:
         "../scripts/figure_overlays.py"

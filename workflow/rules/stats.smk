@@ -54,10 +54,7 @@ rule calls:
         null=per_model(
             "{study}/{run}aggregate/{modality}/{method}/fold{fold}.tsv", runs="null"
         ),
-        coalitions=per_model(
-            "{study}/attribution/{modality}/{method}/fold{fold}.npz",
-            methods="exact_shapley",
-        ),
+        attributions=per_model("{study}/attribution/{modality}/fold{fold}.npz"),
     output:
         calls=report(
             "{study}/stats/layer_calls.tsv",
@@ -93,3 +90,42 @@ rule calls:
         ),
     script:
         "../scripts/calls.py"
+
+
+rule layer_features:
+    input:
+        sheet="{study}/cohort/validated.tsv",
+    output:
+        features="{study}/stats/layer_features.tsv",
+        differences=report(
+            "{study}/stats/layer_feature_differences.tsv",
+            caption="../report/layer_feature_differences.rst",
+            category="Tables",
+        ),
+        oracle=report(
+            "{study}/stats/image_oracle.tsv",
+            caption="../report/image_oracle.rst",
+            category="Tables",
+        ),
+    log:
+        "{study}/logs/stats/layer_features.log",
+    benchmark:
+        "{study}/benchmarks/stats/layer_features.tsv"
+    conda:
+        "../../envs/stats.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        **signed(
+            modalities=study_modalities,
+            n_folds=config["split"]["n_folds"],
+            split_seed=config["split"]["seed"],
+            n_resamples=config["bootstrap"]["n_resamples"],
+            confidence_level=config["bootstrap"]["confidence_level"],
+            seed=config["bootstrap"]["seed"],
+            code=code("layer_features.py"),
+        ),
+    script:
+        "../scripts/layer_features.py"

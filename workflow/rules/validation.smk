@@ -8,11 +8,9 @@ rule recovery:
         sheet=f"{V}/cohort/validated.tsv",
         calls=f"{V}/stats/layer_calls.tsv",
         truth=f"{V}/cohort/synthetic/ground_truth.json",
+        oracle=f"{V}/stats/image_oracle.tsv",
         oof=per_model("{study}/models/{modality}/fold{fold}_oof.tsv"),
-        shapley=per_model(
-            "{study}/attribution/{modality}/{method}/fold{fold}.npz",
-            methods=[shapley_method()],
-        ),
+        attributions=per_model("{study}/attribution/{modality}/fold{fold}.npz"),
     output:
         table=f"{V}/recovery.tsv",
     log:
@@ -28,6 +26,7 @@ rule recovery:
     params:
         **signed(
             measure=config["report"]["primary_measure"],
+            shapley_method=shapley_method(),
             n_resamples=config["bootstrap"]["n_resamples"],
             confidence_level=config["bootstrap"]["confidence_level"],
             seed=config["bootstrap"]["seed"],

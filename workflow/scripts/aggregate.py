@@ -1,4 +1,4 @@
-"""Reduce one job's attribution maps to per-scan, per-channel, per-layer scores."""
+"""Reduce one method's attribution maps (or layer scores) of a model to per-scan, per-channel, per-layer scores."""
 
 import sys
 from pathlib import Path
@@ -10,7 +10,10 @@ from layer.io import read_tsv, write_tsv  # noqa: E402
 from layer.logs import log_to  # noqa: E402
 
 log = log_to(snakemake.log[0])
-table = aggregate_job(snakemake.input.maps, read_tsv(snakemake.input.sheet), snakemake.params.membrane_margin)
+table = aggregate_job(
+    snakemake.input.maps, read_tsv(snakemake.input.sheet), snakemake.params.membrane_margin,
+    method=snakemake.wildcards.method,
+)
 table.insert(2, "modality", snakemake.wildcards.modality)
 table.insert(3, "method", snakemake.wildcards.method)
 table.insert(4, "fold", int(snakemake.wildcards.fold))

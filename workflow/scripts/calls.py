@@ -23,7 +23,7 @@ null = (
 )
 calls, contrasts = calls_and_contrasts(
     trained, null, labels, from_params(CallSettings, p), contrast_method=p.primary_method,
-    conditional=load_conditional(snakemake.input.coalitions),
+    conditional=load_conditional(snakemake.input.attributions),
 )
 write_tsv(calls, snakemake.output.calls)
 write_tsv(contrasts, snakemake.output.contrasts)

@@ -8,7 +8,8 @@ import pandas as pd
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 from layer.checks.summaries import faithfulness_by_operator, robustness_table, sanity_table  # noqa: E402
-from layer.io import load_arrays, read_tsv, write_tsv  # noqa: E402
+from layer.attribution_files import load_methods  # noqa: E402
+from layer.io import read_tsv, write_tsv  # noqa: E402
 from layer.logs import log_to  # noqa: E402
 
 log = log_to(snakemake.log[0])
@@ -22,7 +23,7 @@ sanity = sanity_table(
 write_tsv(sanity, snakemake.output.sanity)
 
 aggregated = pd.concat([read_tsv(path) for path in snakemake.input.aggregated], ignore_index=True)
-shapley = [load_arrays(path) for path in snakemake.input.shapley]
+shapley = load_methods(snakemake.input.attributions, snakemake.params.shapley_methods)
 curves, summaries = faithfulness_by_operator(aggregated, shapley, label_of)
 first = ["modality", "operator"]
 write_tsv(curves[first + [c for c in curves.columns if c not in first]], snakemake.output.curves)

@@ -12,5 +12,9 @@ from layer.logs import log_to  # noqa: E402
 
 log_to(snakemake.log[0])
 sheet = read_tsv(snakemake.input.sheet)
-examples = [example for folder in snakemake.input.examples for example in read_examples(folder, sheet)]
+# per model (modality x fold 0), one folder per method of the study
+examples = [
+    example for folder in snakemake.input.examples for method in snakemake.params.methods
+    for example in read_examples(f"{folder}/{method}", sheet)
+]
 plot_overlays(examples, snakemake.output.png)

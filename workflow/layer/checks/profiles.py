@@ -104,13 +104,9 @@ def _fold0(
     return load_fold_scans(sheet, folds, model_path, settings, max(settings.scans_per_subject, 1), n_scans)
 
 
-def sanity_profiles(
-    sheet: pd.DataFrame, folds: pd.DataFrame, model_path: str, method: str, n_scans: int,
-    settings: AttributionSettings,
-) -> pd.DataFrame:
+def sanity_profiles(fs: FoldScans, method: str, settings: AttributionSettings) -> pd.DataFrame:
     """Aggregated layer scores of the trained model and of each cascade level (``blocks_randomised``
     0 .. all), long table with a ``blocks_randomised`` and a ``block`` column (the block reset last)."""
-    fs = _fold0(sheet, folds, model_path, n_scans, settings)
     blocks = [name for name, _ in model_blocks(fs.model)]
     kind = "scores" if is_score_method(method) else "maps"
     parts = []
@@ -125,10 +121,7 @@ def sanity_profiles(
     return pd.concat(parts, ignore_index=True)
 
 
-def robustness_profiles(
-    sheet: pd.DataFrame, folds: pd.DataFrame, model_path: str, method: str, n_scans: int,
-    settings: AttributionSettings,
-) -> pd.DataFrame:
+def robustness_profiles(fs: FoldScans, method: str, settings: AttributionSettings) -> pd.DataFrame:
     """Aggregated layer scores of the same scans under each mask perturbation: ``none``; every interface
     one voxel ``deeper`` / ``shallower``; each layer dilated / eroded by one voxel (``dilate_<layer>``);
     masks degraded to the published automatic-segmentation Dice (``dice``). Columns add
@@ -137,7 +130,6 @@ def robustness_profiles(
     Voxel maps are re-aggregated inside the perturbed masks (the map does not change); removal methods
     are re-run, because the perturbed masks define what is removed.
     """
-    fs = _fold0(sheet, folds, model_path, n_scans, settings)
     layers = fs.layers
     rng = np.random.default_rng(settings.seed)
     fitted = degrade_to_dice(layers[0], PUBLISHED_DICE, np.random.default_rng(settings.seed))
@@ -175,10 +167,12 @@ def check_profiles(
     check: str, sheet: pd.DataFrame, folds: pd.DataFrame, model_path: str, methods: Sequence[str], n_scans: int,
     settings: AttributionSettings,
 ) -> pd.DataFrame:
-    """``sanity`` or ``robustness`` profiles of every method for one model, with a ``method`` column."""
+    """``sanity`` or ``robustness`` profiles of every method for one model, with a ``method`` column. The
+    model and its scans load once for all methods."""
+    fs = _fold0(sheet, folds, model_path, n_scans, settings)
     parts = []
     for method in methods:
-        part = PROFILES[check](sheet, folds, model_path, method, n_scans, settings)
+        part = PROFILES[check](fs, method, settings)
         part.insert(0, "method", method)
         parts.append(part)
     return pd.concat(parts, ignore_index=True)

@@ -33,13 +33,14 @@ from monai.visualize import GradCAM
 from layer import config
 from layer.nets import data
 from layer.explain.examples import EXAMPLE_IDENTITY
-from layer.io import load_nifti, save_arrays, save_nifti, write_json
+from layer.io import load_nifti, save_nifti, write_json
 from layer.nets.model import GRADCAM_LAYERS
 from layer.names import CHANNELS, LABEL_VALUES
 from layer.regions.membranes import membrane_regions
 from layer.explain.registry import METHOD_NAMES
 from layer.explain.registry import method as registered
 from layer.explain.shapley import EXTRA_METHODS, attribute_extra
+from layer.attribution_files import Attribution
 from layer.nets.model import load_model
 
 #: Voxel-map methods of this module (expected gradients and the removal methods: layer.explain.shapley).
@@ -121,20 +122,6 @@ class AttributionSettings:
         return config.from_defaults(cls, "attribution", **overrides)
 
 
-@dataclass(frozen=True)
-class Attribution:
-    """One job's output: voxel ``maps [N, C, D, H, W]`` or layer ``scores [N, C, 6]`` (``kind``), with the
-    scans, channel names, a QC table (``scan_id, check, value``) and, for exact six-layer Shapley, the
-    values of all 64 coalitions of every scan (the deletion curves are read from them)."""
-
-    kind: str
-    values: np.ndarray
-    scan_ids: list[str]
-    channels: tuple[str, ...]
-    qc: pd.DataFrame
-    coalitions: np.ndarray | None = None
-
-
 def is_score_method(method: str) -> bool:
     """Whether a method yields one score per layer (removal methods) rather than a voxel map."""
     return registered(method).output == "scores"
@@ -172,19 +159,6 @@ def attribute(
     if method in EXTRA_METHODS:
         return attribute_extra(model, images, layers, method, channels, settings, background, scan_keys=scan_ids)
     raise ValueError(f"unknown attribution method '{method}'; choose one of {', '.join(METHOD_NAMES)}")
-
-
-def save_attribution(path: str, result: Attribution, **identity: object) -> None:
-    """One compressed array file per job (plain arrays, no pickle), with the job's ``identity`` (modality,
-    method, fold and, for a null model, null_model) stored beside the values: readers take it from the
-    file, never from its path."""
-    arrays = {
-        result.kind: result.values, "scan_ids": np.asarray(result.scan_ids), "channels": np.asarray(result.channels),
-        **{key: np.asarray(value) for key, value in identity.items() if value is not None},
-    }
-    if result.coalitions is not None:
-        arrays["coalitions"] = result.coalitions
-    save_arrays(path, **arrays)
 
 
 def attributed_scans(test_ids: list[str], sheet: pd.DataFrame, scans_per_subject: int) -> list[str]:
@@ -260,26 +234,31 @@ def load_fold_scans(
                      settings.gradcam_layer or GRADCAM_LAYERS[spec.name])
 
 
-def attribute_fold(
-    sheet: pd.DataFrame, folds: pd.DataFrame, model_path: str, method: str, settings: AttributionSettings
-) -> Attribution:
-    """Attributions of a fold's held-out scans under that fold's model.
+def attribute_model(
+    sheet: pd.DataFrame, folds: pd.DataFrame, model_path: str, methods: Sequence[str], settings: AttributionSettings
+) -> dict[str, Attribution]:
+    """Every method's attributions of a fold's held-out scans under that fold's model, by method.
 
-    Removal methods and expected gradients score ``settings.scans_per_subject`` scans per subject (0 =
-    all) against the fold's background set; the voxel methods score every held-out scan.
+    The model, the scans (``settings.scans_per_subject`` per subject, 0 = all: the same scans under every
+    method, so that methods compare scan by scan) and, where a method needs it, the fold's background set
+    are loaded once for all methods.
     """
-    extra = method in EXTRA_METHODS
+    if not methods:
+        raise ValueError(f"{model_path}: no attribution method to run")
     fs = load_fold_scans(
-        sheet, folds, model_path, settings, settings.scans_per_subject if extra else 0,
-        with_background=registered(method).needs_background,
+        sheet, folds, model_path, settings, settings.scans_per_subject,
+        with_background=any(registered(m).needs_background for m in methods),
     )
-    values, channels, qc, coalitions = attribute(
-        fs.model, fs.images, fs.layers, method, CHANNELS[fs.modality], settings, fs.background, fs.target_layer,
-        scan_ids=fs.scan_ids,
-    )
-    qc.insert(0, "scan_id", [fs.scan_ids[i] for i in qc.pop("index")])
-    kind = "scores" if is_score_method(method) else "maps"
-    return Attribution(kind, values, fs.scan_ids, channels, qc, coalitions)
+    results = {}
+    for method in methods:
+        values, channels, qc, coalitions = attribute(
+            fs.model, fs.images, fs.layers, method, CHANNELS[fs.modality], settings, fs.background,
+            fs.target_layer, scan_ids=fs.scan_ids,
+        )
+        qc.insert(0, "scan_id", [fs.scan_ids[i] for i in qc.pop("index")])
+        kind = "scores" if is_score_method(method) else "maps"
+        results[method] = Attribution(kind, values, fs.scan_ids, channels, qc, coalitions)
+    return results
 
 
 def write_examples(

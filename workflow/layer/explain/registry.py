@@ -64,8 +64,11 @@ class Method:
 
 def _build() -> dict[str, Method]:
     methods = [
-        Method("gradcam", "gradcam", None, "maps", _COMMON + ("gradcam_layer",)),
-        Method("integrated_gradients", "integrated_gradients", None, "maps", _COMMON + ("ig_steps", "batch_size")),
+        Method("gradcam", "gradcam", None, "maps", _COMMON + ("gradcam_layer", "scans_per_subject")),
+        Method(
+            "integrated_gradients", "integrated_gradients", None, "maps",
+            _COMMON + ("ig_steps", "batch_size", "scans_per_subject"),
+        ),
         Method(
             "expected_gradients", "expected_gradients", None, "maps",
             _COMMON + ("eg_samples", "batch_size", "scans_per_subject", "seed", "n_background"),

@@ -33,7 +33,8 @@ import numpy as np
 import pandas as pd
 
 from layer.games import conditional_shapley
-from layer.io import load_arrays
+from layer.explain.registry import method as registered
+from layer.attribution_files import load_methods, stored_methods
 from layer.names import LAYERS, MODALITIES
 from layer.stats.bootstrap import (
     _draw_counts,
@@ -253,23 +254,24 @@ class ConditionalValues:
 
 
 def load_conditional(paths: Sequence[str]) -> dict[tuple[str, str], ConditionalValues]:
-    """Conditional values of every (modality, method) from its trained models' attribution files, read from
-    the stored coalition values of exact Shapley. Each file names its own modality, method and, for a null
-    model, null replicate (``layer.explain.attribute.save_attribution``); null-model files are not used
-    (the calls do not subtract null models)."""
+    """Conditional values of every (modality, exact Shapley method) from its trained models' attribution
+    files (:mod:`layer.attribution_files`, one per model), read from the stored coalition values. Each file
+    names its own modality and, for a null model, null replicate; null-model files are not used (the
+    calls do not subtract null models)."""
     parts: dict[tuple[str, str], list[tuple[list[str], np.ndarray]]] = {}
     for path in paths:
-        arrays = load_arrays(path)
-        if "modality" not in arrays or "method" not in arrays:
-            raise ValueError(f"{path}: not an attribution file of this workflow (no modality and method inside)")
-        if "null_model" in arrays:
-            continue
-        if "coalitions" not in arrays or arrays["coalitions"].shape[-1] != 2 ** len(LAYERS):
-            raise ValueError(f"{path}: no values of the 64 layer coalitions (not an exact six-layer Shapley job)")
-        key = (str(arrays["modality"]), str(arrays["method"]))
-        parts.setdefault(key, []).append(
-            ([str(x) for x in arrays["scan_ids"]], conditional_shapley(arrays["coalitions"], len(LAYERS)))
-        )
+        methods = [m for m in stored_methods(path) if registered(m).exact_layer_shapley]
+        for arrays in load_methods([path], methods):
+            if "modality" not in arrays:
+                raise ValueError(f"{path}: not an attribution file of this workflow (no modality inside)")
+            if "null_model" in arrays:
+                break
+            if "coalitions" not in arrays or arrays["coalitions"].shape[-1] != 2 ** len(LAYERS):
+                raise ValueError(f"{path}: no values of the 64 layer coalitions for {arrays['method']}")
+            key = (str(arrays["modality"]), str(arrays["method"]))
+            parts.setdefault(key, []).append(
+                ([str(x) for x in arrays["scan_ids"]], conditional_shapley(arrays["coalitions"], len(LAYERS)))
+            )
     return {
         key: ConditionalValues([sid for ids, _ in pieces for sid in ids], np.concatenate([v for _, v in pieces]))
         for key, pieces in parts.items()
@@ -320,9 +322,14 @@ def _rows(ids: Sequence[str], scans: Sequence[str], name: str) -> list[int]:
     return [position[sid] for sid in scans]
 
 
-def _aligned(cube: ScanCube, scans: list[str], name: str) -> np.ndarray:
-    """``cube.values`` reordered to ``scans``."""
-    return cube.values[_rows(cube.scans, scans, name)]
+def _null_rows(cube: ScanCube, scans: list[str], name: str) -> tuple[np.ndarray, np.ndarray]:
+    """A null model's scans as positions in the trained models' ``scans``, and its values: a null model
+    scores the held-out scans of its folds (``null.folds``), a subset of the trained models' scans."""
+    position = {sid: i for i, sid in enumerate(scans)}
+    extra = [sid for sid in cube.scans if sid not in position]
+    if extra:
+        raise ValueError(f"{name} scored scans {extra[:5]} that the trained models did not")
+    return np.asarray([position[sid] for sid in cube.scans], dtype=np.int64), cube.values
 
 
 # --------------------------------------------------------------------------------------------------
@@ -412,8 +419,9 @@ def _families(
         of_null = (
             null[(null["modality"] == modality) & (null["method"] == method)] if null is not None else pd.DataFrame()
         )
-        null_values = [
-            _aligned(scan_cube(g, modality), cube.scans, f"null model {r}")
+        # Each null model on the scans it scored (its folds: null.folds), as rows of the trained cube.
+        null_runs = [
+            _null_rows(scan_cube(g, modality), cube.scans, f"null model {r}")
             for r, g in of_null.groupby("null_model", sort=True)
         ] if len(of_null) else []
         y = label_of.reindex(cube.scans).to_numpy(dtype=np.float64)
@@ -426,13 +434,13 @@ def _families(
                 estimate, p = label_permutation_test(t_c, y, cube.subjects, s.n_permutations, s.seed)
                 ci = cluster_bootstrap_gap(t_c, y, cube.subjects, s.n_resamples, s.confidence_level, s.seed)
                 null_gap = (
-                    np.mean([_gap(signed_mass(z[:, c, :n_layers], cube.measures), y, cube.subjects)
-                             for z in null_values], axis=0)
-                    if null_values else np.full(n_layers, np.nan)
+                    np.mean([_gap(signed_mass(z[:, c, :n_layers], cube.measures), y[at], cube.subjects[at])
+                             for at, z in null_runs], axis=0)
+                    if null_runs else np.full(n_layers, np.nan)
                 )
                 top1 = top1_frequency(t_c, cube.subjects, s.n_resamples, s.seed, labels=y)
                 rows = _family(*ids, measure, TEST, estimate, ci.ci_low, ci.ci_high, p, top1, null_gap,
-                               len(null_values), s.alpha)
+                               len(null_runs), s.alpha)
                 cond = None
                 cv = (conditional or {}).get((modality, method))
                 if cv is not None and len(cube.channels) == 1:
@@ -452,12 +460,12 @@ def _families(
                 t = cube.values[:, c, :n_layers, m]
                 ci = cluster_bootstrap_mean(t, cube.subjects, s.n_resamples, s.confidence_level, s.seed)
                 null_mean = (
-                    np.mean([_pooled(z[:, c, :n_layers, m]) for z in null_values], axis=0)
-                    if null_values else np.full(n_layers, np.nan)
+                    np.mean([_pooled(z[:, c, :n_layers, m]) for _, z in null_runs], axis=0)
+                    if null_runs else np.full(n_layers, np.nan)
                 )
                 top1 = top1_frequency(t, cube.subjects, s.n_resamples, s.seed)
                 rows = _family(*ids, measure, DESCRIPTION, ci.estimate, ci.ci_low, ci.ci_high,
-                               np.full(n_layers, np.nan), top1, null_mean, len(null_values), s.alpha)
+                               np.full(n_layers, np.nan), top1, null_mean, len(null_runs), s.alpha)
                 yield rows, None, y, cube.subjects, None
 
 

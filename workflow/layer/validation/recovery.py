@@ -46,7 +46,7 @@ VISIBLE_FEATURES: dict[str, tuple[str, ...]] = {
 RECOVERY_COLUMNS: tuple[str, ...] = (
     "scenario", "modality", "method", "replicate", "driver_layers", "model_auc", "auc_drop_without_driver",
     "top1_accuracy", "driver_rank", "spearman", "false_positive_rate", "recall", "model_auc_low",
-    "relevance_mass", "relevance_mass_chance", "rank_accuracy", "rank_accuracy_chance",
+    "relevance_mass", "relevance_mass_chance", "rank_accuracy", "rank_accuracy_chance", "image_oracle_auc",
 )
 SUMMARY_COLUMNS: tuple[str, ...] = (
     "method", "modality", "n_learned", "top1_accuracy", "recall", "false_positive_rate", "false_positive_rate_null",
@@ -128,11 +128,14 @@ def recovery_table(
     performance: pd.DataFrame,
     drops: Mapping[str, float],
     measure: str = "label_gap",
+    oracle: Mapping[str, float] | None = None,
 ) -> pd.DataFrame:
     """Rows of ``recovery.tsv`` for one scenario replicate (every modality x method in ``calls``).
 
     ``performance``: ``layer.stats.tables.performance_table`` of the replicate; ``drops``: AUC drop without the
-    drivers per modality (:func:`auc_without`).
+    drivers per modality (:func:`auc_without`); ``oracle``: the image-level oracle's AUC per modality
+    (``image_oracle.tsv``, :func:`layer.features.compare.image_oracle`), what the model could have learned
+    from the per-layer image statistics.
     """
     auc = performance[performance["metric"] == "auc"].set_index("modality")
     rows = []
@@ -141,7 +144,8 @@ def recovery_table(
         strength = planted_strength(truth, modality)
         row = recovery_row(family, strength, float(auc.loc[modality, "estimate"]), float(auc.loc[modality, "ci_low"]),
                            float(drops.get(modality, float("nan"))))
-        rows.append({"scenario": scenario, "modality": modality, "method": method, "replicate": replicate, **row})
+        rows.append({"scenario": scenario, "modality": modality, "method": method, "replicate": replicate, **row,
+                     "image_oracle_auc": float((oracle or {}).get(modality, float("nan")))})
     return pd.DataFrame(rows, columns=list(RECOVERY_COLUMNS))
 
 
