@@ -19,8 +19,9 @@ def test_end_to_end_reads_benchmark_files(tmp_path):
         path = tmp_path / "results" / "benchmarks" / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         pd.DataFrame({"s": [seconds], "h:m:s": ["0:00:01"]}).to_csv(path, sep="\t", index=False)
-    rows = {r.measure: r.value for r in bench_end_to_end(tmp_path / "results", cores=2)}
+    rows = {r.measure: r.value for r in bench_end_to_end(tmp_path / "results", cores=2, startup={"train": 4.0})}
     assert rows["synth: 2 jobs"] == 8.0 and rows["train: 1 jobs"] == 10.0
+    assert rows["train: start-up share"] == pytest.approx(4.0 / 10.0) and "synth: start-up share" not in rows
     assert rows["all jobs, summed"] == 18.0
     assert rows["critical path (slowest job of each stage)"] == 15.0
 
@@ -29,7 +30,7 @@ def test_end_to_end_reads_benchmark_files(tmp_path):
 def test_quick_bench_table():
     table = run_all(None, quick=True)
     assert list(table.columns) == list(BENCH_COLUMNS)
-    assert set(table.stage) == {"training", "attribution", "aggregation", "bootstrap", "synthesis", "scaling"}
+    assert set(table.stage) == {"training", "attribution", "aggregation", "bootstrap", "synthesis", "scaling", "startup"}
     values = table.set_index("measure")["value"]
     assert (table["value"] > 0).all()
     assert values["data path efficiency (loop / compute)"] == pytest.approx(

@@ -295,8 +295,34 @@ _STAMP = re.compile(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]")
 CHAIN: tuple[str, ...] = ("synth", "cohort", "train", "attribute", "aggregate", "stats", "figures")
 
 
-def bench_end_to_end(results: Path, cores: int) -> list[Row]:
-    """Per-stage job time, wall time, critical path and core use of a finished run's benchmark files."""
+#: The library a job of each stage imports before it computes (its script's heaviest import).
+STARTUP_IMPORTS: dict[str, str] = {"train": "layer.nets.train", "attribute": "layer.explain.attribute"}
+
+
+def import_seconds(module: str, repeats: int) -> float:
+    """Median wall time of a fresh interpreter that imports ``module`` and exits: a job's start-up before it
+    computes (torch, MONAI, captum load in every process; measured 6-9 s under load on 2 cores)."""
+    import subprocess
+    import sys
+
+    def run() -> None:
+        subprocess.run([sys.executable, "-c", f"import {module}"], check=True, capture_output=True)
+
+    return median_time(run, repeats)
+
+
+def bench_startup(repeats: int) -> list[Row]:
+    """Start-up seconds of each stage's jobs (:data:`STARTUP_IMPORTS`)."""
+    return [
+        Row("startup", f"{stage} job: import {module}", import_seconds(module, repeats), "s")
+        for stage, module in STARTUP_IMPORTS.items()
+    ]
+
+
+def bench_end_to_end(results: Path, cores: int, startup: dict[str, float] | None = None) -> list[Row]:
+    """Per-stage job time, wall time, critical path and core use of a finished run's benchmark files, and
+    with ``startup`` (seconds per job of a stage, :func:`bench_startup`) the share of each stage's time that
+    its jobs spent starting up."""
     rows = []
     per_stage: dict[str, list[float]] = {}
     for path in sorted((results / "benchmarks").rglob("*.tsv")):
@@ -307,6 +333,9 @@ def bench_end_to_end(results: Path, cores: int) -> list[Row]:
     for stage in CHAIN:
         if stage in per_stage:
             rows.append(Row("end_to_end", f"{stage}: {len(per_stage[stage])} jobs", sum(per_stage[stage]), "s"))
+            if startup and stage in startup:
+                share = len(per_stage[stage]) * startup[stage] / max(sum(per_stage[stage]), 1e-9)
+                rows.append(Row("end_to_end", f"{stage}: start-up share", share, "ratio"))
     total = sum(sum(v) for v in per_stage.values())
     critical = sum(max(per_stage[s]) for s in CHAIN if s in per_stage)
     rows.append(Row("end_to_end", "all jobs, summed", total, "s"))
@@ -337,6 +366,9 @@ def run_all(results: Path | None, quick: bool = False, cores: int = 2) -> pd.Dat
         rows += bench_bootstrap(1000 if quick else 10_000, repeats)
         rows += bench_synthesis(2 if quick else 5)
         rows += bench_scaling(root / "scaling", (40, 200) if quick else (200, 4000))
+    startup = bench_startup(repeats)
+    rows += startup
     if results is not None:
-        rows += bench_end_to_end(results, cores)
+        seconds = {stage: row.value for stage, row in zip(STARTUP_IMPORTS, startup)}
+        rows += bench_end_to_end(results, cores, seconds)
     return pd.DataFrame([r.record() for r in rows], columns=list(BENCH_COLUMNS))
