@@ -51,7 +51,8 @@ def test_a_setting_no_method_reads_reruns_nothing(smoke):
 def test_changing_n_resamples_reruns_only_statistics(smoke):
     assert "Nothing to be done" in smoke["nothing"]
     assert smoke["change_bootstrap"] == {
-        "statistics": 1, "calls": 1, "layer_features": 1, "figure_saliency": 1, "figure_performance": 1, "figure_calls": 1, "all": 1,
+        "statistics": 1, "calls": 1, "layer_features": 1, "figure_saliency": 1, "figure_performance": 1,
+        "figure_calls": 1, "all": 1,
     }
 
 

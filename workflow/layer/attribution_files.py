@@ -64,12 +64,17 @@ def save_model_attributions(path: str, results: Mapping[str, Attribution], **ide
             np.savez(fh, **arrays)
 
 
+def _held(z: np.lib.npyio.NpzFile, path: str) -> list[str]:
+    """The ``methods`` of an open per-model file; raises, naming the file, for any other ``.npz``."""
+    if "methods" not in z.files:
+        raise ValueError(f"{path}: not a per-model attribution file of this workflow (no 'methods' inside)")
+    return [str(m) for m in z["methods"]]
+
+
 def stored_methods(path: str) -> list[str]:
     """The methods of a per-model attribution file, in the order they were stored."""
     with np.load(path, allow_pickle=False) as z:
-        if "methods" not in z.files:
-            raise ValueError(f"{path}: not a per-model attribution file of this workflow (no 'methods' inside)")
-        return [str(m) for m in z["methods"]]
+        return _held(z, path)
 
 
 def load_method(path: str, method: str) -> dict[str, np.ndarray]:
@@ -77,9 +82,7 @@ def load_method(path: str, method: str) -> dict[str, np.ndarray]:
     ``maps`` or ``scores``, ``scan_ids``, ``channels``, ``coalitions`` (exact Shapley), ``modality``,
     ``fold``, ``null_model`` (a null model), ``method``. Only that method's arrays are read."""
     with np.load(path, allow_pickle=False) as z:
-        if "methods" not in z.files:
-            raise ValueError(f"{path}: not a per-model attribution file of this workflow (no 'methods' inside)")
-        held = [str(m) for m in z["methods"]]
+        held = _held(z, path)
         if method not in held:
             raise ValueError(f"{path}: no method '{method}' (it holds {', '.join(held)})")
         prefix = f"{method}/"
