@@ -49,6 +49,16 @@ def test_unknown_method_is_rejected_in_one_line():
     assert "\n" not in message and message.endswith(", ".join(METHOD_NAMES))
 
 
+def test_a_score_method_as_a_paper_map_is_refused_in_one_line():
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    config["report"]["paper_maps"] = ["gradcam_last", "shapley_background"]
+    with pytest.raises(ValueError) as error:
+        check_methods(config)
+    message = str(error.value)
+    assert message.startswith("config report.paper_maps: shapley_background give layer scores, not voxel maps")
+    assert "\n" not in message and "gradcam_last" in message and len(message) < 250
+
+
 def test_a_stored_measure_in_calls_measures_is_refused_in_one_line():
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     check_calls(config)  # the default config passes
@@ -64,7 +74,7 @@ def test_method_lists_come_from_the_registry():
     """No method list is written in the schema: the keys that take a method name point at the registry."""
     text = SCHEMA.read_text()
     assert "shapley_channel_background" not in text
-    assert text.count("x-registry: methods") == 3
+    assert text.count("x-registry: methods") == 4
     assert "`shapley_channel_background`" in render(load_schema(SCHEMA))
 
 

@@ -266,7 +266,7 @@ def test_composites_are_computed_per_scan_from_the_layers():
     assert est[key + ("bmode", "non_muscle", "gain_pos")] == pytest.approx(gain.mean())
 
 
-def test_performance_and_paper_tables():
+def test_performance_table():
     labels, prob, subjects = easy_predictions(20, seed=5)
     oof = pd.DataFrame({"scan_id": np.arange(labels.size), "subject_id": subjects, "modality": "fused",
                         "fold": subjects % 5, "label": labels, "prob": prob})
@@ -274,17 +274,6 @@ def test_performance_and_paper_tables():
     assert list(perf.columns) == list(stats.PERFORMANCE_COLUMNS)
     assert perf["modality"].tolist() == ["bmode"] * 4 + ["fused"] * 4
     assert perf["metric"].tolist() == list(bootstrap.METRICS) * 2
-
-    sal = stats.layer_saliency_table(fake_agg(), 200, 0.95, 0)
-    paper = stats.paper_table(sal)
-    assert list(paper.columns) == list(stats.PAPER_COLUMNS)
-    assert paper["layer"].tolist() == list(LAYERS) + ["non_muscle", "muscle"]
-    assert paper["paper_value"].tolist()[4] == 0.420 and paper["paper_value"].tolist()[6:] == [0.316, 0.317]
-    assert paper["paper_value"].isna().sum() == 5
-    assert paper["estimate"].notna().all()
-    fused = sal[(sal["modality"] == "fused") & (sal["method"] == "integrated_gradients") & (sal["channel"] == "all")
-                & (sal["layer"] == "muscle") & (sal["measure"] == "mass_share_abs")]
-    assert paper["estimate"].iloc[-1] == fused["estimate"].iloc[0]
 
 
 def test_same_seed_same_numbers_other_seed_other_intervals():

@@ -45,7 +45,7 @@ def smoke(tmp_path_factory) -> dict:
     work = tmp_path_factory.mktemp("smoke")
     shutil.copytree(ROOT / "config", work / "config")  # a deployment: the user's config/ beside results/
     only_gradcam = work / "gradcam_only.yaml"
-    only_gradcam.write_text("attribution:\n  methods: [gradcam]\nreport:\n  paper_method: gradcam\n")
+    only_gradcam.write_text("attribution:\n  methods: [gradcam]\nreport:\n  paper_method: gradcam\n  paper_maps: [gradcam]\n")
     more_resamples = work / "more_resamples.yaml"
     more_resamples.write_text("bootstrap:\n  n_resamples: 300\n")
     no_margin = work / "no_margin.yaml"
@@ -65,6 +65,10 @@ def smoke(tmp_path_factory) -> dict:
     change_margin = snakemake(work, "-n", configs=(no_margin,))
     change_steps = snakemake(work, "-n", configs=(more_steps,))
     change_road = snakemake(work, "-n", configs=(more_road,))
+    one_cohort = work / "one_cohort.yaml"
+    one_cohort.write_text("paper_check:\n  run: [dfm_only]\n")
+    paper = snakemake(work, "paper_check", configs=(one_cohort,))
+    assert paper.returncode == 0, paper.stderr[-4000:]
     return {
         "work": work,
         "results": work / "results",

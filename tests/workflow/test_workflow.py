@@ -11,6 +11,7 @@ import pytest
 
 from layer.attribution_files import stored_methods
 from layer.names import LAYERS
+from layer.stats.paper import CHECK_COLUMNS, PAPER_COLUMNS
 from study_outputs import STUDY_FILES, SYNTHETIC_FILES
 
 pytestmark = pytest.mark.slow
@@ -18,8 +19,10 @@ pytestmark = pytest.mark.slow
 
 MODELS = 3 * 2 + 2  # 3 modalities x 2 folds of the smoke preset + the fold-0 null models of bmode and fused
 #: Aggregations: every method of a model reruns when its model's attribution file is rewritten; trained models
-#: have gradcam, integrated_gradients, shapley_background and the checks' shapley_blur, null models three.
-AGGREGATIONS = 4 * 3 * 2 + 3 * 2
+#: have gradcam, integrated_gradients, shapley_background, the paper's gradcam_last and the checks'
+#: shapley_blur, null models four.
+AGGREGATIONS = 5 * 3 * 2 + 4 * 2
+METHODS = {"gradcam", "integrated_gradients", "shapley_background", "gradcam_last", "shapley_blur"}
 
 
 def test_adding_a_method_reruns_attribution_not_training(smoke):
@@ -32,6 +35,7 @@ def test_adding_a_method_reruns_attribution_not_training(smoke):
         "profile_check": 3 * 2,  # sanity and robustness: one job per modality runs every method
         "statistics": 1,
         "calls": 1,
+        "paper_table": 1,
         "checks": 1,
         "figure_saliency": 1,
         "figure_performance": 1,
@@ -51,8 +55,8 @@ def test_a_setting_no_method_reads_reruns_nothing(smoke):
 def test_changing_n_resamples_reruns_only_statistics(smoke):
     assert "Nothing to be done" in smoke["nothing"]
     assert smoke["change_bootstrap"] == {
-        "statistics": 1, "calls": 1, "layer_features": 1, "figure_saliency": 1, "figure_performance": 1,
-        "figure_calls": 1, "all": 1,
+        "statistics": 1, "calls": 1, "paper_table": 1, "layer_features": 1, "figure_saliency": 1,
+        "figure_performance": 1, "figure_calls": 1, "all": 1,
     }
 
 
@@ -82,12 +86,12 @@ def test_outputs_exist(smoke):
         for fold in (0, 1):
             assert (res / f"models/{modality}/fold{fold}.pt").exists()
             assert not (res / f"checkpoints/{modality}/fold{fold}.ckpt").exists()  # removed after success
-            methods = ["gradcam", "integrated_gradients", "shapley_background", "shapley_blur"]
+            methods = ["gradcam", "integrated_gradients", "shapley_background", "gradcam_last", "shapley_blur"]
             assert stored_methods(str(res / f"attribution/{modality}/fold{fold}.npz")) == methods
             null_run = res / f"null/r0/attribution/{modality}/fold{fold}.npz"
             assert null_run.exists() == (modality != "swe" and fold == 0)  # null.folds: [0]
             if null_run.exists():
-                assert stored_methods(str(null_run)) == methods[:3]
+                assert stored_methods(str(null_run)) == methods[:4]
             for method in methods:
                 assert (res / f"attribution/{modality}/fold{fold}_examples/{method}/identity.json").exists()
     for fig in (res / "figures").glob("*.png"):
@@ -128,7 +132,7 @@ def test_layer_saliency_table(smoke):
         "modality", "method", "channel", "layer", "measure", "estimate", "ci_low", "ci_high", "n_subjects", "n_scans",
     ]
     assert set(table.modality) == {"bmode", "swe", "fused"}
-    assert set(table.method) == {"gradcam", "integrated_gradients", "shapley_background", "shapley_blur"}
+    assert set(table.method) == METHODS
     assert set(LAYERS) <= set(table.layer) and set(table.layer) <= set(LAYERS) | {"non_muscle"}
     # Shares and gains of the positive part are undefined for a scan with no positive contribution at all
     # (it happens with a removal method: shapley_blur gave one such scan here); every other row has every scan.
@@ -156,9 +160,39 @@ def test_performance_table(smoke):
 
 
 def test_paper_table(smoke):
+    """Every map x variant x modality x region, trained against the one null replicate (bmode, fused)."""
     table = pd.read_csv(smoke["results"] / "stats/paper_table.tsv", sep="\t")
-    assert {"estimate", "ci_low", "ci_high", "paper_value", "definition"} <= set(table.columns)
-    assert sorted(table.paper_value.dropna().round(3).tolist()) == [0.316, 0.317, 0.42]
+    assert list(table.columns) == list(PAPER_COLUMNS)
+    assert len(table) == 3 * 3 * 3 * 7  # maps x variants x modalities x (six layers + non_muscle)
+    assert set(table["map"]) == {"gradcam_last", "gradcam", "integrated_gradients"}
+    assert set(table.groupby(["modality", "map", "variant"]).size()) == {7}
+    assert sorted(table.paper_value.dropna().round(3).unique().tolist()) == [0.316, 0.317, 0.42]
+    with_null = table.modality.isin(["bmode", "fused"])
+    assert table[with_null].null_mean.notna().all() and table[~with_null].null_mean.isna().all()
+    assert set(table[with_null].p_value) <= {0.5, 1.0} and set(table[with_null].p_floor) == {0.5}
+    np.testing.assert_allclose(table.excess, table.trained - table.null_mean)
+    inside = table[(table.variant == "mass_share_abs") & table.layer.isin(["non_muscle", "muscle"])]
+    np.testing.assert_allclose(inside.groupby(["modality", "map"]).trained.sum(), 1.0, atol=1e-9)
+    ig = table[(table["map"] == "integrated_gradients") & (table.variant == "mass_share_abs")
+               & (table.modality == "fused")].set_index("layer")
+    saliency = pd.read_csv(smoke["results"] / "stats/layer_saliency.tsv", sep="\t")
+    same = saliency[(saliency.modality == "fused") & (saliency.method == "integrated_gradients")
+                    & (saliency.channel == "all") & (saliency.measure == "mass_share_abs")].set_index("layer")
+    np.testing.assert_allclose(ig.loc[same.index, "trained"], same.estimate, rtol=1e-5)
+    bmode = table[table.modality == "bmode"]
+    assert bmode.primary_driving.isin(["yes", "no"]).groupby(bmode.layer != "non_muscle").all().to_dict() == {
+        True: True, False: False}
+
+
+def test_paper_check(smoke):
+    """The paper check on the main study and one cohort: both questions, trained and null, every map x variant."""
+    check = pd.read_csv(smoke["results"] / "stats/paper_check.tsv", sep="\t")
+    assert list(check.columns) == list(CHECK_COLUMNS)
+    assert list(check.cohort.unique()) == ["strong", "dfm_only"]
+    assert len(check) == 2 * 3 * 3 * 2 * 2  # cohorts x maps x variants x questions x (trained, null)
+    assert set(check.answer) <= {"yes", "no"} and check.sentence.str.endswith(".").all()
+    assert check.auc_bmode.between(0, 1).all()
+    assert (smoke["results"] / "paper_check/dfm_only/stats/paper_table.tsv").exists()
 
 
 def test_ground_truth_and_validation_report(smoke):
@@ -175,7 +209,7 @@ def test_layer_calls_and_contrasts(smoke):
         "p_holm", "driving", "top1_frequency", "null_mean", "n_null_models",
     ]
     assert set(calls.measure) == {"label_gap", "mass_share_abs"}
-    assert set(calls.method) == {"gradcam", "integrated_gradients", "shapley_background", "shapley_blur"}
+    assert set(calls.method) == METHODS
     family = ["modality", "method", "channel", "measure"]
     assert all(list(group.layer) == list(LAYERS) for _, group in calls.groupby(family, sort=False))
     tests, described = calls[calls.kind == "test"], calls[calls.kind == "description"]

@@ -57,18 +57,23 @@ def from_defaults(cls: type[T], section: str, **overrides: Any) -> T:
 def check_methods(config: Mapping[str, Any]) -> None:
     """Every method name in the config is in :mod:`layer.explain.registry` (the schema leaves that list to
     the registry, so that it is written once). Raises with the config key and the known names."""
-    from layer.explain.registry import METHOD_NAMES
+    from layer.explain.registry import METHOD_NAMES, METHODS
 
     places = {
         "attribution.methods": list(config["attribution"]["methods"]),
         "validation.methods": list(config["validation"]["methods"]),
         "report.primary_method": [config["report"]["primary_method"]],
         "report.paper_method": [config["report"]["paper_method"]],
+        "report.paper_maps": list(config["report"]["paper_maps"]),
     }
     for key, names in places.items():
         unknown = [name for name in names if name not in METHOD_NAMES]
         if unknown:
             raise ValueError(f"config {key}: unknown method {', '.join(unknown)}; known: {', '.join(METHOD_NAMES)}")
+    scores = [name for name in config["report"]["paper_maps"] if METHODS[name].output != "maps"]
+    if scores:
+        raise ValueError(f"config report.paper_maps: {', '.join(scores)} give layer scores, not voxel maps; "
+                         f"choose voxel-map methods ({', '.join(n for n, m in METHODS.items() if m.output == 'maps')})")
 
 
 def check_calls(config: Mapping[str, Any]) -> None:

@@ -18,14 +18,15 @@ check_calls(config)
 
 SCRIPTS = Path(workflow.basedir) / "workflow" / "scripts"
 
-# Every path of a step starts with {study}: "results" for the main study, or
-# "results/validation/{scenario}/seed{vseed}" for a validation scenario; models and what is computed from
+# Every path of a step starts with {study}: "results" for the main study,
+# "results/validation/{scenario}/seed{vseed}" for a validation scenario, or "results/paper_check/{cohort}"
+# for a cohort of the paper check; models and what is computed from
 # them add {run}: "" for the trained models, "null/r{replicate}/" for a null replicate.
 STUDY = "results"
 
 
 wildcard_constraints:
-    study=r"results(/validation/[A-Za-z0-9_]+/seed\d+)?",
+    study=r"results(/validation/[A-Za-z0-9_]+/seed\d+|/paper_check/[A-Za-z0-9_]+)?",
     run=r"(null/r\d+/)?",
     modality="bmode|swe|fused",
     method=wildcard_pattern(),
@@ -104,6 +105,24 @@ if _unknown:
     raise ValueError(f"validation.run names unknown scenarios {_unknown}")
 VSEEDS = list(range(config["validation"]["replicates"]))
 V = "results/validation/{scenario}/seed{vseed}"
+#: Cohorts of the paper check besides the main study, each a full study at this prefix.
+PAPER_COHORTS = config["paper_check"]["run"] or list(config["paper_check"]["cohorts"])
+_unknown = sorted(set(PAPER_COHORTS) - set(config["paper_check"]["cohorts"]))
+if _unknown:
+    raise ValueError(f"paper_check.run names unknown cohorts {_unknown}")
+P = "results/paper_check/{cohort}"
+#: The main study's methods: its own, the paper's maps and the primary method (the checks add theirs).
+STUDY_METHODS = (
+    config["attribution"]["methods"]
+    + [config["report"]["paper_method"], *config["report"]["paper_maps"], config["report"]["primary_method"]]
+)
+
+
+def cohort_block(name):
+    """A paper-check cohort's synthetic block: its own keys over the `synthetic:` block (same seed: the
+    cohorts differ by their planted effects, not by their anatomy draws)."""
+    return {**config["synthetic"], **config["paper_check"]["cohorts"][name]}
+
 
 #: Every study by its path prefix: the main study and each validation scenario x seed.
 STUDIES = {
@@ -116,8 +135,7 @@ STUDIES = {
             if config["cohort"]["sheet"]
             else config["train"]["modalities"]
         ),
-        config["attribution"]["methods"]
-        + [config["report"]["paper_method"], config["report"]["primary_method"]],
+        STUDY_METHODS,
         config["null"]["replicates"],
         config["null"]["modalities"],
         config["null"]["folds"],
@@ -136,6 +154,18 @@ STUDIES = {
         )
         for name in SCENARIOS
         for vseed in VSEEDS
+    },
+    **{
+        P.format(cohort=name): Study(
+            f"{P.format(cohort=name)}/cohort/synthetic/cohort.tsv",
+            cohort_block(name),
+            config["train"]["modalities"],
+            STUDY_METHODS,
+            config["null"]["replicates"],
+            config["null"]["modalities"],
+            config["null"]["folds"],
+        )
+        for name in PAPER_COHORTS
     },
 }
 MAIN = STUDIES[STUDY]
@@ -273,6 +303,18 @@ def shapley_methods():
 def shapley_method():
     """The first of :func:`shapley_methods` (the recovery's AUC drop without the driver layers)."""
     return shapley_methods()[0]
+
+
+def paper_check_cohorts():
+    """The paper check's cohorts by name -> study prefix: the main study (named by its synthetic preset, or
+    ``study`` for a user's cohort) and each `paper_check.cohorts` entry."""
+    main = config["synthetic"]["preset"] if MAIN.synthetic is not None else "study"
+    return {main: STUDY, **{name: P.format(cohort=name) for name in PAPER_COHORTS if name != main}}
+
+
+def paper_check_inputs(path):
+    """``path`` of every paper-check cohort, in :func:`paper_check_cohorts` order."""
+    return [f"{prefix}/{path}" for prefix in paper_check_cohorts().values()]
 
 
 def ground_truth(wildcards):

@@ -18,11 +18,6 @@ rule statistics:
             caption="../report/performance_table.rst",
             category="Tables",
         ),
-        paper=report(
-            "{study}/stats/paper_table.tsv",
-            caption="../report/paper_table.rst",
-            category="Tables",
-        ),
         oof="{study}/stats/oof_predictions.tsv",
     log:
         "{study}/logs/stats/statistics.log",
@@ -39,8 +34,6 @@ rule statistics:
             n_resamples=config["bootstrap"]["n_resamples"],
             confidence_level=config["bootstrap"]["confidence_level"],
             seed=config["bootstrap"]["seed"],
-            paper_method=config["report"]["paper_method"],
-            paper_measure=config["report"]["paper_measure"],
             code=code("statistics.py"),
         ),
     script:
@@ -129,3 +122,74 @@ rule layer_features:
         ),
     script:
         "../scripts/layer_features.py"
+
+
+rule paper_table:
+    input:
+        sheet="{study}/cohort/validated.tsv",
+        attributions=per_model("{study}/attribution/{modality}/fold{fold}.npz"),
+        null=per_model("{study}/{run}attribution/{modality}/fold{fold}.npz", runs="null"),
+        calls="{study}/stats/layer_calls.tsv",
+        contrasts="{study}/stats/layer_contrasts.tsv",
+    output:
+        table=report(
+            "{study}/stats/paper_table.tsv",
+            caption="../report/paper_table.rst",
+            category="Tables",
+        ),
+    log:
+        "{study}/logs/stats/paper_table.log",
+    benchmark:
+        "{study}/benchmarks/stats/paper_table.tsv"
+    conda:
+        "../../envs/stats.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        **signed(
+            maps=config["report"]["paper_maps"],
+            primary_method=config["report"]["primary_method"],
+            membrane_margin=config["attribution"]["membrane_margin"],
+            n_resamples=config["bootstrap"]["n_resamples"],
+            confidence_level=config["bootstrap"]["confidence_level"],
+            seed=config["bootstrap"]["seed"],
+            code=code("paper_table.py"),
+        ),
+    script:
+        "../scripts/paper_table.py"
+
+
+rule paper_check_table:
+    input:
+        tables=paper_check_inputs("stats/paper_table.tsv"),
+        performance=paper_check_inputs("stats/performance.tsv"),
+    output:
+        table=report(
+            "results/stats/paper_check.tsv",
+            caption="../report/paper_check.rst",
+            category="Paper check",
+        ),
+    log:
+        "results/logs/stats/paper_check.log",
+    benchmark:
+        "results/benchmarks/stats/paper_check.tsv"
+    conda:
+        "../../envs/stats.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        cohorts=list(paper_check_cohorts()),
+        equal_ratio=config["paper_check"]["equal_ratio"],
+        code=code("paper_check.py"),
+    script:
+        "../scripts/paper_check.py"
+
+
+rule paper_check:
+    default_target: False
+    input:
+        rules.paper_check_table.output,

@@ -113,7 +113,7 @@ def sanity_profiles(fs: FoldScans, method: str, settings: AttributionSettings) -
     for level in range(len(blocks) + 1):
         randomised = randomise_cascade(fs.model, level, seed=settings.seed)
         values, channels, _, _ = attribute(randomised, fs.images, fs.layers, method, CHANNELS[fs.modality],
-                                           settings, fs.background, fs.target_layer)
+                                           settings, fs.background, fs.cam_target(method))
         table = layer_table(values, fs.layers, fs.scan_ids, channels, kind)
         table.insert(0, "block", blocks[len(blocks) - level] if level else "none")
         table.insert(0, "blocks_randomised", level)
@@ -150,7 +150,7 @@ def robustness_profiles(fs: FoldScans, method: str, settings: AttributionSetting
             values = maps
         else:
             values, channels, _, _ = attribute(fs.model, fs.images, masks, method, CHANNELS[fs.modality],
-                                               settings, fs.background, fs.target_layer)
+                                               settings, fs.background, fs.cam_target(method))
             maps = values if kind == "maps" else None
         table = layer_table(values, masks, fs.scan_ids, channels, kind)
         dice = np.mean([np.mean(list(layer_dice(a, b).values())) for a, b in zip(layers, masks)])

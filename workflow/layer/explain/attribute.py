@@ -34,7 +34,7 @@ from layer import config
 from layer.nets import data
 from layer.explain.examples import EXAMPLE_IDENTITY
 from layer.io import load_nifti, save_nifti, write_json
-from layer.nets.model import GRADCAM_LAYERS
+from layer.nets.model import GRADCAM_LAST_LAYERS, GRADCAM_LAYERS
 from layer.names import CHANNELS, LABEL_VALUES
 from layer.regions.membranes import membrane_regions
 from layer.explain.registry import METHOD_NAMES
@@ -146,7 +146,7 @@ def attribute(
     IG / expected-gradients completeness error, the Shapley efficiency error. ``scan_ids`` seed each
     scan's randomness (ROAD noise, permutations) by its id.
     """
-    if method == "gradcam":
+    if registered(method).family == "gradcam":
         maps, cell = gradcam(model, images, target_layer)
         qc = pd.DataFrame(
             {"index": np.arange(len(images)), "check": "cam_cell_voxels", "value": float(np.prod(cell))}
@@ -197,6 +197,11 @@ class FoldScans:
     scan_ids: list[str]
     background: torch.Tensor | None
     target_layer: str
+    last_layer: str
+
+    def cam_target(self, method: str) -> str:
+        """The Grad-CAM target layer of ``method``: the last block for ``gradcam_last``, else the fine one."""
+        return self.last_layer if method == "gradcam_last" else self.target_layer
 
 
 def load_fold_scans(
@@ -231,7 +236,7 @@ def load_fold_scans(
         background = data.stack(data.cached_dataset(data.make_items(sheet, train_ids), pre))
     scan_ids = [str(it["scan_id"]) for it in items]
     return FoldScans(model, modality, images, layers, scan_ids, background,
-                     settings.gradcam_layer or GRADCAM_LAYERS[spec.name])
+                     settings.gradcam_layer or GRADCAM_LAYERS[spec.name], GRADCAM_LAST_LAYERS[spec.name])
 
 
 def attribute_model(
@@ -253,7 +258,7 @@ def attribute_model(
     for method in methods:
         values, channels, qc, coalitions = attribute(
             fs.model, fs.images, fs.layers, method, CHANNELS[fs.modality], settings, fs.background,
-            fs.target_layer, scan_ids=fs.scan_ids,
+            fs.cam_target(method), scan_ids=fs.scan_ids,
         )
         qc.insert(0, "scan_id", [fs.scan_ids[i] for i in qc.pop("index")])
         kind = "scores" if is_score_method(method) else "maps"

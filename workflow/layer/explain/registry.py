@@ -34,7 +34,8 @@ _REMOVAL: tuple[str, ...] = ("batch_size", "scans_per_subject", "seed", "membran
 class Method:
     """One attribution method.
 
-    ``family``: ``gradcam``, ``integrated_gradients``, ``expected_gradients`` (voxel maps) or ``ablation``,
+    ``family``: ``gradcam`` (``gradcam`` at ``attribution.gradcam_layer``, ``gradcam_last`` at the last
+    block), ``integrated_gradients``, ``expected_gradients`` (voxel maps) or ``ablation``,
     ``shapley``, ``shapley_channel`` (layer scores); ``operator``: the removal operator of a removal method;
     ``output``: ``maps`` (``[N, C, D, H, W]``) or ``scores`` (``[N, C, 6]``).
     """
@@ -65,6 +66,8 @@ class Method:
 def _build() -> dict[str, Method]:
     methods = [
         Method("gradcam", "gradcam", None, "maps", _COMMON + ("gradcam_layer", "scans_per_subject")),
+        # The paper's likely resolution: the network's last block (layer.nets.model.GRADCAM_LAST_LAYERS).
+        Method("gradcam_last", "gradcam", None, "maps", _COMMON + ("scans_per_subject",)),
         Method(
             "integrated_gradients", "integrated_gradients", None, "maps",
             _COMMON + ("ig_steps", "batch_size", "scans_per_subject"),

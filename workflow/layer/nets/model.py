@@ -23,6 +23,9 @@ MODEL_NAMES: tuple[str, ...] = ("resnet", "densenet121")
 
 #: Grad-CAM target layer per network: the finest stage whose features are already class-specific.
 GRADCAM_LAYERS: dict[str, str] = {"resnet": "layer1", "densenet121": "features.transition1.relu"}
+#: The last block of each network (method ``gradcam_last``): the coarse CAM most published studies show,
+#: and the paper's likely resolution (a 3x2x2-cell map of the default resnet on a 48x32x32 volume).
+GRADCAM_LAST_LAYERS: dict[str, str] = {"resnet": "layer4", "densenet121": "class_layers.relu"}
 
 
 def build_model(name: str, in_channels: int, width: int = 8, dropout: float = 0.0) -> torch.nn.Module:

@@ -1,5 +1,5 @@
-"""The layer tables: per-layer saliency with subject-level intervals, model performance, and the paper's
-comparison table (subject bootstrap: :mod:`layer.stats.bootstrap`)."""
+"""The layer tables: per-layer saliency with subject-level intervals and model performance (subject
+bootstrap: :mod:`layer.stats.bootstrap`). The paper's kind of numbers: :mod:`layer.stats.paper`."""
 
 from __future__ import annotations
 
@@ -23,54 +23,6 @@ SALIENCY_COLUMNS: tuple[str, ...] = (
     "modality", "method", "channel", "layer", "measure", "estimate", "ci_low", "ci_high", "n_subjects", "n_scans",
 )
 PERFORMANCE_COLUMNS: tuple[str, ...] = ("modality", "metric", "estimate", "ci_low", "ci_high")
-PAPER_COLUMNS: tuple[str, ...] = (
-    "quantity", "modality", "method", "layer", "estimate", "ci_low", "ci_high", "paper_value", "definition",
-)
-#: Numbers reported in the paper: (modality, layer) -> value.
-PAPER_VALUES: dict[tuple[str, str], float] = {
-    ("bmode", "dfm"): 0.420,
-    ("fused", NON_MUSCLE): 0.316,
-    ("fused", "muscle"): 0.317,
-}
-
-
-
-
-# --------------------------------------------------------------------------------------------------
-# Resampling machinery
-# --------------------------------------------------------------------------------------------------
-
-
-
-
-
-
-
-
-
-
-
-
-# --------------------------------------------------------------------------------------------------
-# Pooled means
-# --------------------------------------------------------------------------------------------------
-
-
-
-
-# --------------------------------------------------------------------------------------------------
-# Performance metrics
-# --------------------------------------------------------------------------------------------------
-
-
-
-
-
-
-
-
-
-
 
 
 # --------------------------------------------------------------------------------------------------
@@ -233,46 +185,3 @@ def performance_table(oof: pd.DataFrame, n_resamples: int, confidence_level: flo
         for j, metric in enumerate(ci.columns):
             rows.append((modality, metric, ci.estimate[j], ci.ci_low[j], ci.ci_high[j]))
     return pd.DataFrame(rows, columns=list(PERFORMANCE_COLUMNS))
-
-
-def _reported_channel(saliency: pd.DataFrame, modality: str, method: str) -> str | None:
-    """The channel that stands for the whole model: ``all`` if present, else the only channel."""
-    channels = saliency.loc[(saliency["modality"] == modality) & (saliency["method"] == method), "channel"].unique()
-    if ALL_CHANNELS in channels:
-        return ALL_CHANNELS
-    return str(channels[0]) if len(channels) == 1 else None
-
-
-def paper_table(
-    saliency: pd.DataFrame,
-    primary_method: str = "integrated_gradients",
-    primary_measure: str = "mass_share_abs",
-) -> pd.DataFrame:
-    """The headline numbers in the paper's terms, with CIs, next to the paper's values.
-
-    Rows: ``bmode_layer_saliency`` (B-mode model, each of the six layers) and
-    ``fused_non_muscle_vs_muscle`` (fused model, layers ``non_muscle`` and ``muscle``), both for
-    ``primary_measure`` of ``primary_method``. The fused model is read on channel ``all``: for a
-    two-channel attribution that is the attribution summed over B-mode and SWE (for mass_share: the
-    layer's part of the total attribution across both channels). Rows the saliency table lacks are kept
-    with NaN, so a missing number is visible. ``paper_value`` is the paper's number where it reports one
-    (0.420 B-mode DFM; 0.316 / 0.317 fused non-muscle / muscle), NaN elsewhere. Note: the paper's two
-    fused values sum to 0.633, so they are not shares of one total; compare them with care.
-    """
-    spec = [("bmode_layer_saliency", "bmode", layer) for layer in LAYERS]
-    spec += [("fused_non_muscle_vs_muscle", "fused", layer) for layer in (NON_MUSCLE, "muscle")]
-    keyed = saliency.set_index(["modality", "method", "channel", "layer", "measure"])
-    rows = []
-    for quantity, modality, layer in spec:
-        channel = _reported_channel(saliency, modality, primary_method)
-        key = (modality, primary_method, channel, layer, primary_measure)
-        found = channel is not None and key in keyed.index
-        est, low, high = (keyed.loc[key, ["estimate", "ci_low", "ci_high"]].to_numpy(dtype=float) if found
-                          else (np.nan, np.nan, np.nan))
-        definition = (
-            f"{primary_measure} of layer {layer} on channel {channel or 'n/a'} of the {modality} model "
-            f"({primary_method}); pooled mean over held-out scans, subject-level bootstrap CI"
-        )
-        rows.append((quantity, modality, primary_method, layer, est, low, high,
-                     PAPER_VALUES.get((modality, layer), np.nan), definition))
-    return pd.DataFrame(rows, columns=list(PAPER_COLUMNS))
