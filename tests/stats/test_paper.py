@@ -119,10 +119,10 @@ def test_paper_check_answers():
     check = paper_check({"toy": pd.DataFrame(rows)}, {"toy": perf}, 1.25)
     assert list(check.columns) == list(CHECK_COLUMNS)
     got = check.set_index(["question", "models"])["answer"].to_dict()
-    assert got == {("dfm_first_bmode", "trained"): "yes", ("dfm_first_bmode", "null"): "no",
+    assert got == {("dfm_first_bmode", "trained"): "yes", ("dfm_first_bmode", "null_models"): "no",
                    ("non_muscle_equals_muscle_fused", "trained"): "yes",  # 0.30 / 0.32 = 0.94
-                   ("non_muscle_equals_muscle_fused", "null"): "no"}  # 0.50 / 0.20 = 2.5
+                   ("non_muscle_equals_muscle_fused", "null_models"): "no"}  # 0.50 / 0.20 = 2.5
     sentences = check.set_index(["question", "models"])["sentence"]
-    assert "does not rank first in B-mode (sfm does; the DFM is 2)" in sentences[("dfm_first_bmode", "null")]
+    assert "does not rank first in B-mode (sfm does; the DFM is 2)" in sentences[("dfm_first_bmode", "null_models")]
     assert check["primary"].iloc[0] == "label-gap calls (bmode): muscle"
     assert check["auc_fused"].eq(0.9).all()

@@ -265,7 +265,7 @@ def _primary_sentence(table: pd.DataFrame, modality: str) -> str:
 def _dfm_first(values: pd.Series) -> tuple[str, str, str]:
     """(answer, numbers, finding) of "the DFM ranks first" over the six B-mode layers' ``values``."""
     if values.reindex(list(LAYERS)).notna().sum() < len(LAYERS):
-        return "n/a", "", "no B-mode numbers"
+        return "undefined", "", "no B-mode numbers (no model, or a map that is zero everywhere)"
     top = str(values.idxmax())
     rank = int(values.rank(ascending=False)["dfm"])
     numbers = f"top {top} {values[top]:.3f}; dfm {values['dfm']:.3f} (rank {rank})"
@@ -278,7 +278,7 @@ def _about_equal(values: pd.Series, equal_ratio: float) -> tuple[str, str, str]:
     """(answer, numbers, finding) of "non-muscle about equals muscle" from the fused model's ``values``."""
     nm, mu = float(values.get(NON_MUSCLE, np.nan)), float(values.get("muscle", np.nan))
     if not (np.isfinite(nm) and np.isfinite(mu) and mu > 0):
-        return "n/a", "", "no fused numbers"
+        return "undefined", "", "no fused numbers (no model, or a map that is zero everywhere)"
     ratio = nm / mu
     answer = "yes" if 1.0 / equal_ratio <= ratio <= equal_ratio else "no"
     verdict = "about equal to" if answer == "yes" else ("above" if ratio > 1 else "below")
@@ -294,8 +294,10 @@ def paper_check(
 
     ``dfm_first_bmode``: the DFM has the largest value of the six layers of the B-mode model.
     ``non_muscle_equals_muscle_fused``: non-muscle / muscle of the fused model lies in
-    ``[1 / equal_ratio, equal_ratio]``. ``answer`` is ``yes``, ``no`` or ``n/a`` (the numbers are missing,
-    e.g. no null model). One plain sentence per row.
+    ``[1 / equal_ratio, equal_ratio]``. ``answer`` is ``yes``, ``no`` or ``undefined`` (the numbers are missing:
+    no null model, or a map that is zero on every scan, as a null model's last-block Grad-CAM can be).
+    ``models`` is ``trained`` or ``null_models`` (words a TSV reader does not take for missing values).
+    One plain sentence per row.
 
     Args:
         tables: cohort -> its :func:`paper_table`; performance: cohort -> its ``performance.tsv``.
@@ -309,7 +311,7 @@ def paper_check(
         for (map_name, variant), part in table.groupby(["map", "variant"], sort=False):
             bmode = part[(part["modality"] == "bmode") & part["layer"].isin(LAYERS)].set_index("layer")
             fused = part[part["modality"] == "fused"].set_index("layer")
-            for models, column in (("trained", "trained"), ("null", "null_mean")):
+            for models, column in (("trained", "trained"), ("null_models", "null_mean")):
                 answers = {
                     "dfm_first_bmode": (_dfm_first(bmode[column].astype(float)), "bmode"),
                     "non_muscle_equals_muscle_fused": (_about_equal(fused[column].astype(float), equal_ratio), "fused"),
