@@ -28,7 +28,7 @@ paper-check: setup
 	$(BIN)/snakemake --cores 1 --report results/report.html all paper_check
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 bench: setup
 	$(BIN)/layer bench
