@@ -23,6 +23,7 @@ attribution:
   methods: [gradcam]
 report:
   paper_method: gradcam
+  paper_maps: [gradcam]
 "null":
   replicates: 0
 train:

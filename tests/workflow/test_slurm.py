@@ -229,7 +229,7 @@ def cluster(tmp_path_factory):
 
 class Run:
     """One ``snakemake`` run through the site profile, started in its own session (so that a timeout stops
-    exactly it). Only account and partition, and for the test's speed the first status check, are set on
+    exactly it). Only account and partition, and for the test's speed the status checks' timing, are set on
     the command line; everything else comes from profiles/slurm/profile.yaml."""
 
     def __init__(self, cluster: Cluster, work: Path, *configs: Path) -> None:
@@ -238,7 +238,7 @@ class Run:
         cmd = [
             SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--profile", str(PROFILE),
             "--default-resources", f"slurm_account={ACCOUNT}", f"slurm_partition={PARTITION}",
-            "--slurm-init-seconds-before-status-checks", "2",
+            "--slurm-init-seconds-before-status-checks", "2", "--seconds-between-status-checks", "2",
             "--configfile", str(SMOKE), *map(str, configs),
         ]  # fmt: skip
         self.start = time.monotonic()
@@ -291,6 +291,7 @@ def runs(cluster, tmp_path_factory) -> dict:
     gradcam_only = smoke_dir / "gradcam_only.yaml"
     gradcam_only.write_text(
         "attribution:\n  methods: [gradcam]\nreport:\n  primary_method: gradcam\n  paper_method: gradcam\n"
+        "  paper_maps: [gradcam]\n"
         "checks:\n  removal_operators: [background]\n"
     )
     started: list[Run] = []

@@ -15,6 +15,9 @@ N_LAYERS: int = len(LAYERS)
 #: Input modalities of a model. ``fused`` stacks B-mode and SWE as two channels (in that order).
 MODALITIES: tuple[str, ...] = ("bmode", "swe", "fused")
 CHANNELS: dict[str, tuple[str, ...]] = {"bmode": ("bmode",), "swe": ("swe",), "fused": ("bmode", "swe")}
+#: The modalities the LAYER paper's two headline questions read: the B-mode model (does the DFM rank
+#: first?) and the fused model (does non-muscle about equal muscle?). A paper-check cohort trains only these.
+PAPER_MODALITIES: tuple[str, ...] = ("bmode", "fused")
 
 #: Per-layer features a planted effect can act on.
 FEATURES: tuple[str, ...] = ("thickness", "echogenicity", "texture", "stiffness")

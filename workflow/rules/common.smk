@@ -12,6 +12,7 @@ from layer.explain.registry import (
     wildcard_pattern,
 )  # noqa: E402
 from layer.cohort.modalities import sheet_modalities  # noqa: E402  (stdlib only)
+from layer.names import PAPER_MODALITIES  # noqa: E402  (stdlib only)
 
 check_methods(config)
 check_calls(config)
@@ -105,7 +106,7 @@ if _unknown:
     raise ValueError(f"validation.run names unknown scenarios {_unknown}")
 VSEEDS = list(range(config["validation"]["replicates"]))
 V = "results/validation/{scenario}/seed{vseed}"
-#: Cohorts of the paper check besides the main study, each a full study at this prefix.
+#: Cohorts of the paper check besides the main study, each a B-mode and fused study at this prefix.
 PAPER_COHORTS = config["paper_check"]["run"] or list(config["paper_check"]["cohorts"])
 _unknown = sorted(set(PAPER_COHORTS) - set(config["paper_check"]["cohorts"]))
 if _unknown:
@@ -156,11 +157,13 @@ STUDIES = {
         for vseed in VSEEDS
     },
     **{
+        # A paper-check cohort answers the paper's two questions only: its B-mode and fused models, with
+        # the paper's maps and the primary method (for the calls beside them).
         P.format(cohort=name): Study(
             f"{P.format(cohort=name)}/cohort/synthetic/cohort.tsv",
             cohort_block(name),
-            config["train"]["modalities"],
-            STUDY_METHODS,
+            [m for m in config["train"]["modalities"] if m in PAPER_MODALITIES],
+            [*config["report"]["paper_maps"], config["report"]["primary_method"]],
             config["null"]["replicates"],
             config["null"]["modalities"],
             config["null"]["folds"],

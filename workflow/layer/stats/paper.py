@@ -32,7 +32,7 @@ import pandas as pd
 from layer.aggregate import _as_labels, _sums  # the one per-label summing kernel of the study
 from layer.attribution_files import load_method
 from layer.io import load_nifti
-from layer.names import LAYERS
+from layer.names import LAYERS, PAPER_MODALITIES
 from layer.regions.membranes import membrane_regions
 from layer.stats.bootstrap import cluster_bootstrap_mean
 from layer.stats.tables import NON_MUSCLE, NON_MUSCLE_LAYERS
@@ -305,9 +305,9 @@ def paper_check(
     rows = []
     for cohort, table in tables.items():
         perf = performance[cohort]
-        auc = {m: perf.loc[(perf["modality"] == m) & (perf["metric"] == "auc"), "estimate"] for m in ("bmode", "fused")}
+        auc = {m: perf.loc[(perf["modality"] == m) & (perf["metric"] == "auc"), "estimate"] for m in PAPER_MODALITIES}
         auc = {m: float(v.iloc[0]) if len(v) else np.nan for m, v in auc.items()}
-        primary = {m: _primary_sentence(table, m) for m in ("bmode", "fused")}
+        primary = {m: _primary_sentence(table, m) for m in PAPER_MODALITIES}
         for (map_name, variant), part in table.groupby(["map", "variant"], sort=False):
             bmode = part[(part["modality"] == "bmode") & part["layer"].isin(LAYERS)].set_index("layer")
             fused = part[part["modality"] == "fused"].set_index("layer")
