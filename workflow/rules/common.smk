@@ -64,9 +64,7 @@ def signed(**params):
         return {**params, "signature": signature(params)}
 
     def job_signature(wildcards):
-        return signature(
-            {k: v(wildcards) if callable(v) else v for k, v in params.items()}
-        )
+        return signature({k: v(wildcards) if callable(v) else v for k, v in params.items()})
 
     return {**params, "signature": job_signature}
 
@@ -113,10 +111,11 @@ if _unknown:
     raise ValueError(f"paper_check.run names unknown cohorts {_unknown}")
 P = "results/paper_check/{cohort}"
 #: The main study's methods: its own, the paper's maps and the primary method (the checks add theirs).
-STUDY_METHODS = (
-    config["attribution"]["methods"]
-    + [config["report"]["paper_method"], *config["report"]["paper_maps"], config["report"]["primary_method"]]
-)
+STUDY_METHODS = config["attribution"]["methods"] + [
+    config["report"]["paper_method"],
+    *config["report"]["paper_maps"],
+    config["report"]["primary_method"],
+]
 
 
 def cohort_block(name):
@@ -322,11 +321,7 @@ def paper_check_inputs(path):
 
 def ground_truth(wildcards):
     """The synthetic cohort's ground truth (oracle AUC), or nothing for a user's cohort."""
-    return (
-        []
-        if study(wildcards).synthetic is None
-        else [f"{wildcards.study}/cohort/synthetic/ground_truth.json"]
-    )
+    return [] if study(wildcards).synthetic is None else [f"{wildcards.study}/cohort/synthetic/ground_truth.json"]
 
 
 def all_outputs():

@@ -44,9 +44,7 @@ rule calls:
     input:
         sheet="{study}/cohort/validated.tsv",
         aggregated=per_model("{study}/aggregate/{modality}/{method}/fold{fold}.tsv"),
-        null=per_model(
-            "{study}/{run}aggregate/{modality}/{method}/fold{fold}.tsv", runs="null"
-        ),
+        null=per_model("{study}/{run}aggregate/{modality}/{method}/fold{fold}.tsv", runs="null"),
         attributions=per_model("{study}/attribution/{modality}/fold{fold}.npz"),
     output:
         calls=report(

@@ -41,9 +41,7 @@ rule synth_chunk:
 rule synth_cohort:
     input:
         sheets=synth_chunks("{study}/cohort/synthetic/chunks/chunk{chunk}_sheet.tsv"),
-        features=synth_chunks(
-            "{study}/cohort/synthetic/chunks/chunk{chunk}_features.tsv"
-        ),
+        features=synth_chunks("{study}/cohort/synthetic/chunks/chunk{chunk}_features.tsv"),
         scans=synth_chunks("{study}/cohort/synthetic/scans/chunk{chunk}"),
     output:
         sheet="{study}/cohort/synthetic/cohort.tsv",
