@@ -21,6 +21,24 @@ ROOT = Path(__file__).resolve().parents[2]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 SMOKE = ROOT / "config" / "presets" / "smoke.yaml"
 
+#: A slim study for the end-to-end runs of other cohorts: Grad-CAM (and the primary method), no null models,
+#: two epochs.
+SLIM = """
+attribution:
+  methods: [gradcam]
+report:
+  paper_method: gradcam
+  paper_maps: [gradcam]
+"null":
+  replicates: 0
+train:
+  max_epochs: 2
+  patience: 1
+checks:
+  n_scans: 2
+"""
+
+
 def snakemake(
     workdir: Path, *args: str, configs: tuple[Path, ...] = (), snakefile: Path = ROOT / "Snakefile"
 ) -> subprocess.CompletedProcess:

@@ -16,22 +16,8 @@ import subprocess
 import pandas as pd
 import pytest
 
-from conftest import ROOT, planned_jobs, snakemake
+from conftest import ROOT, SLIM, planned_jobs, snakemake
 
-SLIM = """
-attribution:
-  methods: [gradcam]
-report:
-  paper_method: gradcam
-  paper_maps: [gradcam]
-"null":
-  replicates: 0
-train:
-  max_epochs: 2
-  patience: 1
-checks:
-  n_scans: 2
-"""
 #: Subjects of the smoke cohort (seed 0) left without SWE in the mixed sheet: two per label, so that the scans
 #: with SWE still fill both labels of every fold's training and early-stopping parts (checked by validate).
 NO_SWE = ("sub-0001", "sub-0002", "sub-0003", "sub-0005")

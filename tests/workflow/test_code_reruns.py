@@ -28,8 +28,10 @@ MODULES = sorted(
 )
 #: Rules of the validation target only (not in the main study's DAG).
 VALIDATION_ONLY = {"recovery", "validation_summary"}
-#: Rules outside the main study's DAG: the validation target's and the paper check's.
-NOT_IN_MAIN = VALIDATION_ONLY | {"paper_check_table"}
+#: Rules outside the main study's DAG: the validation target's, the paper check's, and the segment stage's
+#: (the smoke study has every layer map drawn; tests/workflow/test_partial_maps.py runs them).
+SEGMENT_ONLY = {"segment_train", "segment_predict", "segment_quality", "figure_segmentation"}
+NOT_IN_MAIN = VALIDATION_ONLY | SEGMENT_ONLY | {"paper_check_table"}
 
 
 def rule_scripts() -> dict[str, str]:

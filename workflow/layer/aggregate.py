@@ -441,7 +441,8 @@ def aggregate_job(
     stays bounded at paper scale (4,000 scans).
 
     Returns:
-        Columns ``scan_id, subject_id, channel, layer, measure, value`` (see ``aggregate_scans``).
+        Columns ``scan_id, subject_id, channel, layer, measure, value`` (see ``aggregate_scans``), and
+        ``map_source`` after ``subject_id`` where the sheet has it.
     """
     arrays = load_arrays(path) if method is None else load_method(path, method)
     scan_ids = [str(s) for s in arrays["scan_ids"]]
@@ -467,6 +468,8 @@ def aggregate_job(
         parts.append(aggregate_scans(maps[s0 : s0 + scans_per_chunk], layers, ids, channels))
     table = pd.concat(parts, ignore_index=True)
     table.insert(1, "subject_id", rows.loc[table["scan_id"], "subject_id"].astype(str).to_numpy())
+    if "map_source" in rows.columns:  # where each scan's layer map came from (layer.segment)
+        table.insert(2, "map_source", rows.loc[table["scan_id"], "map_source"].astype(str).to_numpy())
     return table
 
 

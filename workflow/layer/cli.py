@@ -159,6 +159,12 @@ def _add_validate(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-outside-paths", action="store_true")
     p.add_argument("--spacing-tolerance", type=float, default=Rules.spacing_tolerance)
     p.add_argument(
+        "--min-annotated-subjects",
+        type=int,
+        default=Rules.min_annotated_subjects,
+        help="subjects with drawn maps the segment stage needs when some scans have none (default %(default)s)",
+    )
+    p.add_argument(
         "--modalities",
         nargs="+",
         choices=("bmode", "swe", "fused"),

@@ -7,7 +7,7 @@ ATTRIBUTION_SETTINGS = {key: attribution_setting(key) for key in SETTINGS}
 
 rule attribute:
     input:
-        sheet="{study}/cohort/validated.tsv",
+        sheet=maps_sheet,
         folds="{study}/splits/folds.tsv",
         model="{study}/{run}models/{modality}/fold{fold}.pt",
     output:
@@ -38,7 +38,7 @@ rule attribute:
 
 rule aggregate:
     input:
-        sheet="{study}/cohort/validated.tsv",
+        sheet=maps_sheet,
         maps="{study}/{run}attribution/{modality}/fold{fold}.npz",
     output:
         table="{study}/{run}aggregate/{modality}/{method}/fold{fold}.tsv",

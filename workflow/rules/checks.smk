@@ -7,9 +7,10 @@ CHECK_READS = ("seed", "scans_per_subject", "membrane_margin", "n_background")
 
 rule profile_check:
     input:
-        sheet="{study}/cohort/validated.tsv",
+        sheet=maps_sheet,
         folds="{study}/splits/folds.tsv",
         model="{study}/models/{modality}/fold0.pt",
+        quality=segmentation_quality,
     output:
         table="{study}/checks/{check}/{modality}.tsv",
     log:
@@ -37,7 +38,7 @@ rule profile_check:
 
 rule checks:
     input:
-        sheet="{study}/cohort/validated.tsv",
+        sheet=maps_sheet,
         sanity=per_model("{study}/checks/sanity/{modality}.tsv"),
         robustness=per_model("{study}/checks/robustness/{modality}.tsv"),
         aggregated=per_model("{study}/aggregate/{modality}/{method}/fold{fold}.tsv"),

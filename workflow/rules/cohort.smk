@@ -30,6 +30,7 @@ rule validate_cohort:
             val_fraction=config["split"]["val_fraction"],
             split_seed=config["split"]["seed"],
             modalities=study_modalities,
+            min_annotated_subjects=config["segmentation"]["min_annotated_subjects"],
             code=code("validate_cohort.py"),
         ),
     script:

@@ -11,7 +11,7 @@ from layer.explain.registry import (
     SETTINGS,
     wildcard_pattern,
 )  # noqa: E402
-from layer.cohort.modalities import sheet_modalities  # noqa: E402  (stdlib only)
+from layer.cohort.modalities import missing_maps, sheet_modalities  # noqa: E402  (stdlib only)
 from layer.names import PAPER_MODALITIES  # noqa: E402  (stdlib only)
 
 check_methods(config)
@@ -29,6 +29,7 @@ STUDY = "results"
 wildcard_constraints:
     study=r"results(/validation/[A-Za-z0-9_]+/seed\d+|/paper_check/[A-Za-z0-9_]+)?",
     run=r"(null/r\d+/)?",
+    maps=r"(_drawn_maps)?",
     modality="bmode|swe|fused",
     method=wildcard_pattern(),
     fold=r"\d+",
@@ -89,6 +90,12 @@ class Study:
         self.replicates = list(range(replicates))
         self.null_modalities = [m for m in self.modalities if m in null_modalities]
         self.null_folds = [f for f in self.folds if f in null_folds] if null_folds else self.folds
+        # Some scans lack a drawn layer map: the segment stage predicts them (a user's sheet is read now,
+        # like its modalities; a synthetic cohort withholds maps when annotated_fraction < 1).
+        if synthetic is not None:
+            self.segment = float(synthetic["annotated_fraction"]) < 1
+        else:
+            self.segment = missing_maps(sheet)
 
 
 def scenario_block(name, vseed):
@@ -207,6 +214,26 @@ def study_modalities(wildcards):
 def study_sheet(wildcards):
     """The study's cohort sheet: the user's, or its synthetic cohort's."""
     return study(wildcards).sheet
+
+
+def maps_sheet(wildcards):
+    """The sheet every step that reads layer maps uses: the validated sheet, or, when the segment stage runs,
+    the one with each scan's drawn or predicted map and its ``map_source``."""
+    name = "mapped" if study(wildcards).segment else "validated"
+    return f"{study_key(wildcards)}/cohort/{name}.tsv"
+
+
+def segmentation_quality(wildcards):
+    """Input function: the segment stage's quality table for the robustness check of a study that segments
+    (its measured Dice is one more mask-error level), else nothing."""
+    s = study(wildcards)
+    return [f"{study_key(wildcards)}/segmentation/quality.tsv"] if s.segment and wildcards.check == "robustness" else []
+
+
+def map_source(wildcards):
+    """Param function: the calls' scans by where their map came from: ``drawn`` for the sensitivity analysis
+    on drawn maps only ({maps} = ``_drawn_maps``), None for every scan."""
+    return "drawn" if wildcards.maps else None
 
 
 def replicate(wildcards):
@@ -346,5 +373,10 @@ def all_outputs():
             "figures/roc.png",
             "figures/training_curves.png",
             "figures/overlays.png",
+            *(
+                ["segmentation/quality.tsv", "figures/segmentation.png", "stats/layer_calls_drawn_maps.tsv"]
+                if MAIN.segment
+                else []
+            ),
         ],
     )

@@ -66,7 +66,7 @@ rule figure_performance:
 
 rule figure_overlays:
     input:
-        sheet="{study}/cohort/validated.tsv",
+        sheet=maps_sheet,
         examples=per_model("{study}/attribution/{modality}/fold{fold}_examples", folds=[0]),
     output:
         png=report(
@@ -145,3 +145,31 @@ rule figure_checks:
         code=code("figure_checks.py"),
     script:
         "../scripts/figure_checks.py"
+
+
+rule figure_segmentation:
+    input:
+        sheet="{study}/cohort/validated.tsv",
+        split="{study}/segmentation/split.tsv",
+        maps="{study}/segmentation/maps",
+    output:
+        png=report(
+            "{study}/figures/segmentation.png",
+            caption="../report/segmentation_figure.rst",
+            category="Segmentation",
+        ),
+    log:
+        "{study}/logs/figures/segmentation.log",
+    benchmark:
+        "{study}/benchmarks/figures/segmentation.tsv"
+    conda:
+        "../../envs/stats.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=15,
+    params:
+        n_examples=4,
+        code=code("figure_segmentation.py"),
+    script:
+        "../scripts/figure_segmentation.py"

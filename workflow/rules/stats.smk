@@ -4,7 +4,7 @@
 
 rule statistics:
     input:
-        sheet="{study}/cohort/validated.tsv",
+        sheet=maps_sheet,
         aggregated=per_model("{study}/aggregate/{modality}/{method}/fold{fold}.tsv"),
         oof=per_model("{study}/models/{modality}/fold{fold}_oof.tsv"),
     output:
@@ -42,25 +42,25 @@ rule statistics:
 
 rule calls:
     input:
-        sheet="{study}/cohort/validated.tsv",
+        sheet=maps_sheet,
         aggregated=per_model("{study}/aggregate/{modality}/{method}/fold{fold}.tsv"),
         null=per_model("{study}/{run}aggregate/{modality}/{method}/fold{fold}.tsv", runs="null"),
         attributions=per_model("{study}/attribution/{modality}/fold{fold}.npz"),
     output:
         calls=report(
-            "{study}/stats/layer_calls.tsv",
+            "{study}/stats/layer_calls{maps}.tsv",
             caption="../report/layer_calls.rst",
             category="Tables",
         ),
         contrasts=report(
-            "{study}/stats/layer_contrasts.tsv",
+            "{study}/stats/layer_contrasts{maps}.tsv",
             caption="../report/layer_contrasts.rst",
             category="Tables",
         ),
     log:
-        "{study}/logs/stats/calls.log",
+        "{study}/logs/stats/calls{maps}.log",
     benchmark:
-        "{study}/benchmarks/stats/calls.tsv"
+        "{study}/benchmarks/stats/calls{maps}.tsv"
     conda:
         "../../envs/stats.yaml"
     threads: 1
@@ -77,6 +77,7 @@ rule calls:
             confidence_level=config["bootstrap"]["confidence_level"],
             seed=config["bootstrap"]["seed"],
             primary_method=config["report"]["primary_method"],
+            map_source=map_source,
             code=code("calls.py"),
         ),
     script:
@@ -85,7 +86,7 @@ rule calls:
 
 rule layer_features:
     input:
-        sheet="{study}/cohort/validated.tsv",
+        sheet=maps_sheet,
     output:
         features="{study}/stats/layer_features.tsv",
         differences=report(
@@ -124,7 +125,7 @@ rule layer_features:
 
 rule paper_table:
     input:
-        sheet="{study}/cohort/validated.tsv",
+        sheet=maps_sheet,
         attributions=per_model("{study}/attribution/{modality}/fold{fold}.npz"),
         null=per_model("{study}/{run}attribution/{modality}/fold{fold}.npz", runs="null"),
         calls="{study}/stats/layer_calls.tsv",

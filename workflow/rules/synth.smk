@@ -60,6 +60,7 @@ rule synth_cohort:
     params:
         **signed(
             **{key: synthetic(key) for key in SYNTH_KEYS},
+            annotated_fraction=synthetic("annotated_fraction"),
             code=code("synth_cohort.py"),
         ),
     script:

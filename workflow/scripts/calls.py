@@ -11,6 +11,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 from layer.config import from_params  # noqa: E402
 from layer.io import read_tsv, write_tsv  # noqa: E402
 from layer.logs import log_to  # noqa: E402
+from layer.segment.sheet import scans_by_map_source  # noqa: E402
 from layer.stats.calls import CallSettings, calls_and_contrasts, load_conditional  # noqa: E402
 
 log = log_to(snakemake.log[0])
@@ -21,6 +22,10 @@ trained = pd.concat([read_tsv(path) for path in snakemake.input.aggregated], ign
 null = (
     pd.concat([read_tsv(path) for path in snakemake.input.null], ignore_index=True) if snakemake.input.null else None
 )
+if p.map_source is not None:
+    # Sensitivity analysis: the calls on the scans whose layer map is of this source only.
+    trained, null = (scans_by_map_source(t, sheet, p.map_source) if t is not None else None for t in (trained, null))
+    log.info("calls on the %d scans with %s maps", trained["scan_id"].nunique(), p.map_source)
 calls, contrasts = calls_and_contrasts(
     trained, null, labels, from_params(CallSettings, p), contrast_method=p.primary_method,
     conditional=load_conditional(snakemake.input.attributions),

@@ -12,6 +12,7 @@ from layer.logs import log_to  # noqa: E402
 from layer.checks.profiles import check_profiles  # noqa: E402
 from layer.nets.data import modality_scans  # noqa: E402
 from layer.nets.device import configure_torch, pick_device  # noqa: E402
+from layer.segment.quality import held_out_dice  # noqa: E402
 
 log = log_to(snakemake.log[0])
 p = snakemake.params
@@ -25,6 +26,8 @@ table = check_profiles(
     p.methods,
     p.n_scans,
     AttributionSettings.from_params(p),
+    # where the segment stage ran: its measured held-out Dice, one more mask-error level
+    held_out_dice(read_tsv(snakemake.input.quality[0])) if snakemake.input.quality else None,
 )
 table.insert(0, "modality", snakemake.wildcards.modality)
 write_tsv(table, snakemake.output.table)

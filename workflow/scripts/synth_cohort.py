@@ -13,5 +13,5 @@ log = log_to(snakemake.log[0])
 cfg = SynthConfig.from_mapping({key: getattr(snakemake.params, key) for key in SynthConfig.CONFIG_KEYS})
 sheets = [read_tsv(path) for path in snakemake.input.sheets]
 features = [read_tsv(path) for path in snakemake.input.features]
-finalize_cohort(cfg, Path(snakemake.output.sheet).parent, sheets, features)
+finalize_cohort(cfg, Path(snakemake.output.sheet).parent, sheets, features, snakemake.params.annotated_fraction)
 log.info("synthetic cohort: %d scans", sum(len(s) for s in sheets))

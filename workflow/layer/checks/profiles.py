@@ -13,7 +13,7 @@ moves, which the same scans answer paired, not the population value.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -121,27 +121,32 @@ def sanity_profiles(fs: FoldScans, method: str, settings: AttributionSettings) -
     return pd.concat(parts, ignore_index=True)
 
 
-def robustness_profiles(fs: FoldScans, method: str, settings: AttributionSettings) -> pd.DataFrame:
+def robustness_profiles(
+    fs: FoldScans, method: str, settings: AttributionSettings, measured_dice: Mapping[str, float] | None = None
+) -> pd.DataFrame:
     """Aggregated layer scores of the same scans under each mask perturbation: ``none``; every interface
     one voxel ``deeper`` / ``shallower``; each layer dilated / eroded by one voxel (``dilate_<layer>``);
-    masks degraded to the published automatic-segmentation Dice (``dice``). Columns add
-    ``perturbation`` and ``mean_dice`` (mean per-layer Dice of the perturbed masks against the originals).
+    masks degraded to the published automatic-segmentation Dice (``dice``) and, where the study's own
+    segment stage ran, to its measured held-out Dice (``measured_dice``). Columns add ``perturbation`` and
+    ``mean_dice`` (mean per-layer Dice of the perturbed masks against the originals).
 
     Voxel maps are re-aggregated inside the perturbed masks (the map does not change); removal methods
     are re-run, because the perturbed masks define what is removed.
     """
     layers = fs.layers
     rng = np.random.default_rng(settings.seed)
-    fitted = degrade_to_dice(layers[0], PUBLISHED_DICE, np.random.default_rng(settings.seed))
+    targets = {"dice": PUBLISHED_DICE, **({"measured_dice": measured_dice} if measured_dice else {})}
+    fitted = {name: degrade_to_dice(layers[0], t, np.random.default_rng(settings.seed)) for name, t in targets.items()}
     variants: dict[str, np.ndarray] = {"none": layers}
     for mode in ("deeper", "shallower"):
         variants[mode] = np.stack([perturb_layers(lab, mode, rng) for lab in layers])
     for layer in ("sfm", "dfm"):
         for mode in ("dilate", "erode"):
             variants[f"{mode}_{layer}"] = np.stack([perturb_layers(lab, mode, rng, layer) for lab in layers])
-    variants["dice"] = np.stack(
-        [degrade(lab, fitted.amplitudes, displacement_fields(rng, lab.shape[1:], 4.0)) for lab in layers]
-    )
+    for name, fit in fitted.items():
+        variants[name] = np.stack(
+            [degrade(lab, fit.amplitudes, displacement_fields(rng, lab.shape[1:], 4.0)) for lab in layers]
+        )
     kind = "scores" if is_score_method(method) else "maps"
     maps = None
     parts = []
@@ -165,14 +170,16 @@ PROFILES = {"sanity": sanity_profiles, "robustness": robustness_profiles}
 
 def check_profiles(
     check: str, sheet: pd.DataFrame, folds: pd.DataFrame, model_path: str, methods: Sequence[str], n_scans: int,
-    settings: AttributionSettings,
+    settings: AttributionSettings, measured_dice: Mapping[str, float] | None = None,
 ) -> pd.DataFrame:
     """``sanity`` or ``robustness`` profiles of every method for one model, with a ``method`` column. The
-    model and its scans load once for all methods."""
+    model and its scans load once for all methods. ``measured_dice``: the segment stage's per-layer
+    held-out Dice, one more robustness level (ignored by the sanity check)."""
     fs = _fold0(sheet, folds, model_path, n_scans, settings)
     parts = []
     for method in methods:
-        part = PROFILES[check](fs, method, settings)
+        extra = {"measured_dice": measured_dice} if check == "robustness" else {}
+        part = PROFILES[check](fs, method, settings, **extra)
         part.insert(0, "method", method)
         parts.append(part)
     return pd.concat(parts, ignore_index=True)

@@ -33,6 +33,19 @@ def _sheet_text(path: Path) -> str | None:
 
 def swe_count(sheet_path: str | os.PathLike[str]) -> tuple[int, int] | None:
     """(scans, scans with a non-empty ``swe`` cell) of a cohort sheet; None if it cannot be read as TSV."""
+    return filled_count(sheet_path, "swe")
+
+
+def missing_maps(sheet_path: str | os.PathLike[str]) -> bool:
+    """Whether some scan of the sheet has no drawn layer map (an empty ``layers`` cell): the study then runs
+    the segment stage. False for a sheet that cannot be read (``validate_cohort`` says why)."""
+    counts = filled_count(sheet_path, "layers")
+    return counts is not None and counts[1] < counts[0]
+
+
+def filled_count(sheet_path: str | os.PathLike[str], column: str) -> tuple[int, int] | None:
+    """(scans, scans with a non-empty ``column`` cell) of a cohort sheet (0 filled without the column);
+    None if it cannot be read as TSV."""
     text = _sheet_text(Path(sheet_path))
     if text is None or not text.strip():
         return None
@@ -41,9 +54,9 @@ def swe_count(sheet_path: str | os.PathLike[str]) -> tuple[int, int] | None:
         return None
     header = [c.strip() for c in rows[0]]
     body = [r for r in rows[1:] if any(c.strip() for c in r)]
-    if "swe" not in header:
+    if column not in header:
         return len(body), 0
-    at = header.index("swe")
+    at = header.index(column)
     return len(body), sum(1 for r in body if at < len(r) and r[at].strip())
 
 

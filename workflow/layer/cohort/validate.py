@@ -28,6 +28,12 @@ from layer.progress import progress
 PATH_COLUMNS: tuple[str, ...] = ("bmode", "swe", "layers")
 #: Columns a sheet must have; ``swe`` may be left out (or empty for some scans): a B-mode-only study.
 REQUIRED_COLUMNS: tuple[str, ...] = tuple(c for c in SHEET_COLUMNS if c != "swe")
+#: Required columns whose cells may be empty: ``layers`` (a scan without a drawn map gets a predicted one
+#: from the segment stage, layer.segment).
+OPTIONAL_CELLS: tuple[str, ...] = ("layers",)
+#: Optional path columns that are resolved like the volumes but not checked: ``true_layers``, the true maps
+#: a synthetic cohort keeps for scoring predicted maps (layer.synth.cohort.withhold_maps).
+REFERENCE_COLUMNS: tuple[str, ...] = ("true_layers",)
 #: Longest reason a report line carries; longer texts (exception messages) are cut, value lists summarised.
 MAX_REASON = 200
 
@@ -51,6 +57,7 @@ class Report:
     n_scans: int = 0  # scans in the sheet
     n_swe: int = 0  # of them, scans with an SWE volume
     swe_models: tuple[str, ...] = ("swe", "fused")  # the study's models that read SWE
+    maps: str = ""  # the layer-map line (how many scans have a drawn map), "" when every scan has one
 
     @property
     def errors(self) -> list[Problem]:
@@ -78,6 +85,8 @@ class Report:
         plan = self.modality_line()
         if plan:
             lines.append(plan)
+        if self.maps:
+            lines.append(self.maps)
         for title, items in (("Errors", self.errors), ("Warnings", self.warnings)):
             if items:
                 lines.append(f"{title}:")
@@ -128,6 +137,9 @@ class Rules:
     split_seed: int = 0  # split.seed
     # The study's modalities (train.modalities as the workflow derives them); None: all the data allows.
     modalities: tuple[str, ...] | None = None
+    # segmentation.min_annotated_subjects: subjects with a drawn map the segment stage needs when some
+    # scans have none (it trains on some of them and reports its quality on the others).
+    min_annotated_subjects: int = 10
 
     @classmethod
     def from_attributes(cls, source: object) -> Rules:
@@ -177,6 +189,7 @@ class ScanInfo:
     swe_without_nan: bool = False
     swe_median: float | None = None
     swe_p99: float | None = None
+    labels_present: tuple[int, ...] = ()  # layer codes 1..6 found in the drawn map
 
 
 def read_sheet(sheet_path: Path) -> tuple[pd.DataFrame | None, list[Problem]]:
@@ -276,7 +289,7 @@ def _sheet_problems(sheet: pd.DataFrame, rules: Rules) -> list[Problem]:
         return problems
     if len(sheet) == 0:
         return [Problem("-", "sheet", "the sheet has no rows")]
-    for col in REQUIRED_COLUMNS:
+    for col in (c for c in REQUIRED_COLUMNS if c not in OPTIONAL_CELLS):
         for idx in sheet.index[sheet[col].isna()]:
             problems.append(Problem(_sid(sheet, idx), "sheet", f"empty value in column '{col}' (row {idx + 2})"))
     for idx in sheet.index[sheet["scan_id"].notna()]:
@@ -711,6 +724,7 @@ def _scan_problems(scan_id: str, files: dict[str, Path], rules: Rules) -> tuple[
             depth = _depth_problem(lab)
             if depth:
                 problems.append(Problem(scan_id, path, depth))
+            info.labels_present = tuple(int(v) for v in values if 1 <= v <= len(LAYERS))
             absent = [name for i, name in enumerate(LAYERS, start=1) if i not in set(values.tolist())]
             if absent:
                 other_errors = any(p.severity == "error" for p in problems)
@@ -898,6 +912,8 @@ def validate_cohort(sheet_path: str | os.PathLike[str], rules: Rules = Rules()) 
                 continue
             files[col] = path
             resolved.at[idx, col] = str(path.resolve())
+        for col in (c for c in REFERENCE_COLUMNS if c in sheet.columns and not pd.isna(row[c])):
+            resolved.at[idx, col] = str(resolve_path(base, str(row[col]), True)[0].resolve())
         scan_problems, info = _scan_problems(sid, files, rules)
         report.problems += scan_problems
         if info.absent_only:
@@ -918,7 +934,53 @@ def validate_cohort(sheet_path: str | os.PathLike[str], rules: Rules = Rules()) 
         if rules.val_fraction is not None:
             report.problems += _split_problems(resolved, rules)
         report.problems += _swe_subset_problems(resolved, rules)
+        report.maps, problems = annotation_summary(resolved, infos, rules.min_annotated_subjects)
+        report.problems += problems
     return report, resolved
+
+
+def has_map(sheet: pd.DataFrame) -> pd.Series:
+    """Per row of a sheet: whether the scan has a drawn layer map (a non-empty ``layers`` cell)."""
+    return sheet["layers"].notna() & (sheet["layers"].astype(str).str.strip() != "")
+
+
+def annotation_summary(
+    sheet: pd.DataFrame, infos: dict[str, ScanInfo], min_subjects: int
+) -> tuple[str, list[Problem]]:
+    """The report's layer-map line (drawn maps per scan, subject and layer) and, when some scans have none,
+    the problem of too few annotated subjects for the segment stage to train and test a segmentation.
+
+    "" and no problem when every scan has a drawn map (nothing to predict).
+    """
+    drawn = has_map(sheet)
+    if drawn.all():
+        return "", []
+    n_scans, n_drawn = len(sheet), int(drawn.sum())
+    subjects = sheet["subject_id"].astype(str)
+    per_subject = drawn.groupby(subjects).agg(["sum", "size"])
+    n_subjects, n_annotated = len(per_subject), int((per_subject["sum"] > 0).sum())
+    n_all = int((per_subject["sum"] == per_subject["size"]).sum())
+    need = f"the segment stage needs drawn maps of at least {min_subjects} subjects " + (
+        "(segmentation.min_annotated_subjects) to train a segmentation and test it on held-out subjects"
+    )
+    if n_drawn == 0:
+        return "Layer maps: none drawn", [
+            Problem("-", "layers", f"no scan has a layer map (column 'layers' empty in all {n_scans} rows); {need}")
+        ]
+    per_layer = ", ".join(
+        f"{name} {sum(code in infos.get(str(s), ScanInfo()).labels_present for s in sheet.loc[drawn, 'scan_id'])}"
+        for code, name in enumerate(LAYERS, start=1)
+    )
+    line = (
+        f"Layer maps: drawn for {n_drawn} of {n_scans} scans, of {n_annotated} of {n_subjects} subjects "
+        f"({n_all} with every scan drawn, {n_annotated - n_all} with some, {n_subjects - n_annotated} with none); "
+        f"the segment stage predicts the other {n_scans - n_drawn}. Scans with each layer drawn: {per_layer}"
+    )
+    if n_annotated < min_subjects:
+        return line, [
+            Problem("-", "layers", f"only {n_annotated} subject(s) have a drawn layer map; {need}: draw more maps")
+        ]
+    return line, []
 
 
 def _uses_text(who: list[tuple[str, str]]) -> str:

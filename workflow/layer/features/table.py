@@ -21,7 +21,8 @@ def feature_table(sheet: pd.DataFrame) -> pd.DataFrame:
     """Read every scan's B-mode, SWE (where the sheet has one) and layer map, and measure each layer
     (:func:`layer.features.measure.scan_features`). Depth is the first array axis, as the validator
     requires; its voxel size comes from the layer map's affine. Columns :data:`FEATURE_TABLE_COLUMNS`,
-    one row per scan x layer, scans in sheet order."""
+    one row per scan x layer, scans in sheet order; plus ``map_source`` (``drawn`` / ``predicted``) after
+    ``label`` where the sheet has it (a study whose segment stage predicted some maps)."""
     parts = []
     has_swe = "swe" in sheet.columns
     for row in progress(sheet.itertuples(index=False), total=len(sheet), desc="layer features"):
@@ -38,9 +39,13 @@ def feature_table(sheet: pd.DataFrame) -> pd.DataFrame:
         part.insert(0, "subject_id", str(row.subject_id))
         part.insert(0, "scan_id", str(row.scan_id))
         parts.append(part)
+    columns = list(FEATURE_TABLE_COLUMNS)
+    if "map_source" in sheet.columns:
+        columns.insert(columns.index("label") + 1, "map_source")
+        parts = [p.assign(map_source=src) for p, src in zip(parts, sheet["map_source"].astype(str))]
     if not parts:
-        return pd.DataFrame(columns=list(FEATURE_TABLE_COLUMNS))
-    return pd.concat(parts, ignore_index=True)[list(FEATURE_TABLE_COLUMNS)]
+        return pd.DataFrame(columns=columns)
+    return pd.concat(parts, ignore_index=True)[columns]
 
 
 __all__ = ["FEATURE_TABLE_COLUMNS", "feature_table"]

@@ -86,13 +86,39 @@ def _concat(tables: pd.DataFrame | Sequence[pd.DataFrame]) -> pd.DataFrame:
     return pd.concat(list(tables), ignore_index=True)
 
 
+def withhold_maps(sheet: pd.DataFrame, annotated_fraction: float, seed: int) -> pd.DataFrame:
+    """The sheet as a partly annotated real cohort comes: the drawn maps of ``annotated_fraction`` of the
+    subjects (stratified by label, drawn with ``seed``), ``layers`` empty for the others; every scan's true
+    map in ``true_layers`` (after ``layers``), for scoring predicted maps. Unchanged when the fraction is 1.
+    """
+    if annotated_fraction >= 1:
+        return sheet
+    from sklearn.model_selection import train_test_split
+
+    subjects = sheet.groupby(sheet["subject_id"].astype(str))["label"].first().sort_index()
+    n_keep = max(1, int(round(annotated_fraction * len(subjects))))
+    counts = subjects.value_counts()
+    stratify = subjects.to_numpy() if len(counts) == 2 and min(counts.min(), n_keep, len(subjects) - n_keep) >= 2 else None
+    kept = (
+        subjects.index.to_numpy()
+        if n_keep >= len(subjects)
+        else train_test_split(subjects.index.to_numpy(), train_size=n_keep, random_state=seed, stratify=stratify)[0]
+    )
+    out = sheet.copy()
+    out.insert(list(out.columns).index("layers") + 1, "true_layers", out["layers"])
+    out.loc[~out["subject_id"].astype(str).isin(set(kept)), "layers"] = np.nan
+    return out
+
+
 def finalize_cohort(
     cfg: SynthConfig,
     cohort_dir: str | os.PathLike[str],
     sheets: pd.DataFrame | Sequence[pd.DataFrame],
     features: pd.DataFrame | Sequence[pd.DataFrame],
+    annotated_fraction: float = 1.0,
 ) -> None:
-    """Join the chunks' tables, sort by scan_id, write cohort.tsv, features.tsv and ground_truth.json."""
+    """Join the chunks' tables, sort by scan_id, write cohort.tsv (maps withheld for all but
+    ``annotated_fraction`` of the subjects: :func:`withhold_maps`), features.tsv and ground_truth.json."""
     cohort_dir = Path(cohort_dir)
     sheet = _concat(sheets).sort_values("scan_id", kind="stable").reset_index(drop=True)
     feats = _concat(features).sort_values("scan_id", kind="stable").reset_index(drop=True)
@@ -101,7 +127,7 @@ def finalize_cohort(
     expected = cfg.n_subjects * cfg.scans_per_subject
     if len(sheet) != expected or feats["scan_id"].nunique() != expected:
         raise ValueError(f"finalize_cohort: {len(sheet)} scans in the sheet, {expected} expected from the config")
-    write_tsv(sheet[list(SHEET_ORDER)], cohort_dir / "cohort.tsv")
+    write_tsv(withhold_maps(sheet[list(SHEET_ORDER)], annotated_fraction, cfg.seed), cohort_dir / "cohort.tsv")
     write_tsv(feats[list(FEATURE_COLUMNS)], cohort_dir / "features.tsv")
     write_json(ground_truth(cfg, feats), cohort_dir / "ground_truth.json")
 
