@@ -9,6 +9,7 @@ import torch
 from layer.io import affine_from_spacing, save_nifti
 from layer.nets.data import preprocessing
 from layer.nets.device import pick_device
+from layer.nets.train import load_checkpoint
 from layer.segment.anatomy import is_ordered, ordered_labels
 from layer.segment.net import SegmentSettings, build_unet, log_probabilities, train_unet
 from layer.segment.quality import scan_metrics
@@ -87,4 +88,4 @@ def test_an_interrupted_training_resumes_to_the_same_weights(tmp_path, monkeypat
     assert saves == [0, 1] and curve.equals(whole_curve)
     assert all(torch.equal(whole[k], resumed[k]) for k in whole)
     stale = SegmentSettings(width=4, max_epochs=4, batch_size=2, learning_rate=0.02, seed=1, amp=False)
-    assert net.load_checkpoint(checkpoint)["identity"] != net.data_identity(train, stale, 1.0)  # not continued
+    assert load_checkpoint(checkpoint)["identity"] != net.data_identity(train, stale, 1.0)  # not continued

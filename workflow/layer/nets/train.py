@@ -112,6 +112,12 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict | None:
         return None
 
 
+def _classifier_batch(batch: dict[str, torch.Tensor], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs ``[B, C, D, H, W]`` and labels ``[B, 1]`` of a classifier batch, on ``device``."""
+    x = batch["image"].to(device, non_blocking=True)
+    return x, batch["label"].float().reshape(-1, 1).to(device, non_blocking=True)
+
+
 def train_epoch(
     model: torch.nn.Module,
     batches: Iterable[dict[str, torch.Tensor]],
@@ -120,16 +126,17 @@ def train_epoch(
     scaler: torch.amp.GradScaler,
     device: torch.device,
     use_amp: bool,
+    prepare: Callable[[dict[str, torch.Tensor], torch.device], tuple[torch.Tensor, torch.Tensor]] = _classifier_batch,
 ) -> list[float]:
-    """One pass over ``batches`` (dicts with ``image`` and ``label``); the loss of each batch.
+    """One pass over ``batches``; the loss of each batch. ``prepare`` turns a batch into (inputs, targets) on
+    the device: by default a classifier's (``image``, ``label``); the segmentation passes its own.
 
     The benchmark runs this same function on a DataLoader and on tensors already in memory.
     """
     model.train()
     losses = []
     for batch in batches:
-        x = batch["image"].to(device, non_blocking=True)
-        y = batch["label"].float().reshape(-1, 1).to(device, non_blocking=True)
+        x, y = prepare(batch, device)
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device.type, enabled=use_amp):
             loss = loss_fn(model(x).float(), y)
@@ -138,6 +145,41 @@ def train_epoch(
         scaler.update()
         losses.append(float(loss.detach()))
     return losses
+
+
+def resume(
+    checkpoint: str | os.PathLike[str] | None,
+    matches: Callable[[dict], bool],
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    use_amp: bool,
+) -> dict | None:
+    """Continue from ``checkpoint`` when it exists and ``matches`` this run (same settings and data): load
+    its weights, optimiser and (AMP) scaler state and return it; None means start over."""
+    state = load_checkpoint(checkpoint) if checkpoint else None
+    if state is not None and not matches(state):
+        log.warning("ignoring checkpoint %s: made for other settings or data; starting over", checkpoint)
+        return None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if use_amp and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        log.info("resumed from %s at epoch %d", checkpoint, int(state["epoch"]) + 1)
+    return state
+
+
+def epoch_loader(
+    dataset: torch.utils.data.Dataset, batch_size: int, seed: int, epoch: int, reseed: Callable[[int], None]
+) -> DataLoader:
+    """The shuffled batches of one epoch, with torch's and the augmentation's random state derived from
+    ``(seed, epoch)`` alone (so that a resumed run draws what an uninterrupted one would)."""
+    epoch_seed = seed * 100_003 + epoch
+    torch.manual_seed(epoch_seed)
+    reseed(epoch_seed)
+    generator = torch.Generator().manual_seed(epoch_seed)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=0, generator=generator)
 
 
 def fit(
@@ -168,26 +210,18 @@ def fit(
     start, best_auc, bad_epochs = 0, -1.0, 0
     best_state = copy.deepcopy(model.state_dict())
     curve: list[list[float]] = []
-    state = load_checkpoint(checkpoint) if checkpoint else None
-    if state is not None and (state.get("settings") != asdict(settings) or state.get("identity", "") != identity):
-        log.warning("ignoring checkpoint %s: made for other settings or data; starting over", checkpoint)
-        state = None
+    state = resume(
+        checkpoint,
+        lambda s: s.get("settings") == asdict(settings) and s.get("identity", "") == identity,
+        model, optimizer, scaler, use_amp,
+    )
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if use_amp and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
         start, best_auc, bad_epochs = int(state["epoch"]) + 1, float(state["best_auc"]), int(state["bad_epochs"])
         best_state, curve = state["best_state"], [list(map(float, row)) for row in state["curve"]]
-        log.info("resumed from %s at epoch %d", checkpoint, start)
     for epoch in range(start, settings.max_epochs):
         if bad_epochs >= settings.patience:
             break
-        epoch_seed = settings.seed * 100_003 + epoch
-        torch.manual_seed(epoch_seed)
-        reseed_augmentation(epoch_seed)
-        generator = torch.Generator().manual_seed(epoch_seed)
-        loader = DataLoader(train_set, batch_size=settings.batch_size, shuffle=True, num_workers=0, generator=generator)
+        loader = epoch_loader(train_set, settings.batch_size, settings.seed, epoch, reseed_augmentation)
         losses = train_epoch(model, loader, optimizer, loss_fn, scaler, device, use_amp)
         logits = predict(model, val_images, device, settings.batch_size)
         val_auc = safe_auc(val_labels, logits)

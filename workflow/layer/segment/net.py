@@ -23,7 +23,6 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from monai.data import DataLoader
 from monai.losses import DiceCELoss
 from monai.networks.nets import UNet
 from monai.transforms import Compose, RandFlipd
@@ -33,7 +32,7 @@ from layer import config
 from layer.names import LAYERS
 from layer.nets import data
 from layer.nets.device import configure_torch, pick_device
-from layer.nets.train import load_checkpoint, save_checkpoint
+from layer.nets.train import epoch_loader, resume, save_checkpoint, train_epoch
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +89,13 @@ def _flips() -> Compose:
     return Compose([RandFlipd(keys=keys, prob=0.5, spatial_axis=1), RandFlipd(keys=keys, prob=0.5, spatial_axis=2)])
 
 
+def _batch(batch: dict[str, torch.Tensor], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """B-mode ``[B, 1, D, H, W]`` and label map (int64, same shape) of a batch, padded for the UNet."""
+    x, _ = pad_to_stride(batch["image"].to(device))
+    y, _ = pad_to_stride(batch["layers"].to(device).long())
+    return x, y
+
+
 def data_identity(items: list[dict[str, object]], settings: SegmentSettings, bmode_max: float) -> str:
     """Hash of what a checkpoint must have been trained on: settings, scaling, and every training file's bytes."""
     digest = hashlib.sha256(json.dumps([asdict(settings), bmode_max]).encode())
@@ -122,35 +128,16 @@ def train_unet(
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     identity = data_identity(items, settings, bmode_max) if checkpoint else ""
     start, curve = 0, []
-    state = load_checkpoint(checkpoint) if checkpoint else None
-    if state is not None and state.get("identity") != identity:
-        log.warning("ignoring checkpoint %s: made for other settings or data; starting over", checkpoint)
-        state = None
+    state = resume(checkpoint, lambda s: s.get("identity") == identity, model, optimizer, scaler, use_amp)
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if use_amp and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
         start, curve = int(state["epoch"]) + 1, [list(map(float, row)) for row in state["curve"]]
-        log.info("resumed from %s at epoch %d", checkpoint, start)
+
+    def reseed(seed: int) -> None:
+        aug.set_random_state(seed=seed % (2**32))
+
     for epoch in range(start, settings.max_epochs):
-        epoch_seed = settings.seed * 100_003 + epoch
-        torch.manual_seed(epoch_seed)
-        aug.set_random_state(seed=epoch_seed % (2**32))
-        generator = torch.Generator().manual_seed(epoch_seed)
-        loader = DataLoader(train_set, batch_size=settings.batch_size, shuffle=True, num_workers=0, generator=generator)
-        model.train()
-        losses = []
-        for batch in loader:
-            x, _ = pad_to_stride(batch["image"].to(device))
-            y, _ = pad_to_stride(batch["layers"].to(device).long())
-            optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(device.type, enabled=use_amp):
-                loss = loss_fn(model(x).float(), y)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            losses.append(float(loss.detach()))
+        loader = epoch_loader(train_set, settings.batch_size, settings.seed, epoch, reseed)
+        losses = train_epoch(model, loader, optimizer, loss_fn, scaler, device, use_amp, prepare=_batch)
         curve.append([float(epoch), float(np.mean(losses))])
         log.info("segmentation epoch %d loss %.4f", epoch, curve[-1][1])
         if checkpoint:
