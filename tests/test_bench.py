@@ -5,7 +5,7 @@ import math
 import pandas as pd
 import pytest
 
-from layer.bench import BENCH_COLUMNS, Row, bench_end_to_end, run_all
+from layer.bench import BENCH_COLUMNS, Row, bench_end_to_end, bench_grid, run_all
 
 
 def test_ratio_orientation():
@@ -24,6 +24,28 @@ def test_end_to_end_reads_benchmark_files(tmp_path):
     assert rows["train: start-up share"] == pytest.approx(4.0 / 10.0) and "synth: start-up share" not in rows
     assert rows["all jobs, summed"] == 18.0
     assert rows["critical path (slowest job of each stage)"] == 15.0
+
+
+def _bench(root, rel, seconds):
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"s": [seconds], "h:m:s": ["0:00:01"]}).to_csv(path, sep="\t", index=False)
+
+
+def test_grid_rows_by_hand(tmp_path):
+    # Two studies: null/seed0 = 2 trainings of 10 s + synthesis 4 s = 24 s; a/seed0 = 1 training 10 s + 1
+    # attribution 6 s = 16 s. Start-up 3 s per training, 2 s per attribution: (3 * 3 + 2) / 40.
+    for rel, seconds in [("null/seed0/benchmarks/train/bmode/fold0.tsv", 10.0),
+                         ("null/seed0/benchmarks/train/bmode/fold1.tsv", 10.0),
+                         ("null/seed0/benchmarks/synth/chunk0.tsv", 4.0),
+                         ("a/seed0/benchmarks/train/swe/fold0.tsv", 10.0),
+                         ("a/seed0/benchmarks/attribute/swe/fold0.tsv", 6.0)]:  # fmt: skip
+        _bench(tmp_path, rel, seconds)
+    rows = {r.measure: r for r in bench_grid(tmp_path, {"train": 3.0, "attribute": 2.0})}
+    assert rows["job-seconds per study, median of 2"].value == 20.0
+    assert rows["job-seconds per study, largest"].value == 24.0 and rows["job-seconds per study, largest"].note == "null/seed0"
+    assert rows["job-seconds, whole grid"].value == 40.0
+    assert rows["start-up share of the grid's job-seconds"].value == pytest.approx(11.0 / 40.0)
 
 
 @pytest.mark.slow

@@ -37,6 +37,14 @@ def test_unknown_key_is_rejected():
         validate(config, str(SCHEMA))
 
 
+@pytest.mark.parametrize("block", ["cohort", "model"])
+def test_unknown_key_of_the_grids_blocks_is_rejected(block):
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    config["validation"][block]["n_subject"] = 3  # typo of n_subjects
+    with pytest.raises(Exception, match="n_subject"):
+        validate(config, str(SCHEMA))
+
+
 def test_unknown_method_is_rejected_in_one_line():
     """The schema leaves method names to the registry; the workflow checks them with the registry."""
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())

@@ -69,11 +69,15 @@ def test_summary_counts_only_learned_rows():
         "scenario": ["a", "b", "null"], "modality": "bmode", "method": "m", "replicate": 0,
         "driver_layers": ["dfm", "dfm", "none"], "model_auc": [0.9, 0.6, 0.5], "model_auc_low": [0.8, 0.5, 0.4],
         "top1_accuracy": [1.0, 0.0, np.nan], "recall": [1.0, 0.0, np.nan], "spearman": [0.8, 0.1, np.nan],
-        "false_positive_rate": [0.0, 0.2, 0.1],
+        "false_positive_rate": [0.0, 0.2, 0.1], "image_oracle_auc": [0.92, 0.85, 0.55],
     })
     summary = rec.summary_table(rows, learned_auc=0.7).iloc[0]
+    assert list(summary.index) == list(rec.SUMMARY_COLUMNS)
     assert summary["n_learned"] == 1 and summary["top1_accuracy"] == 1.0 and summary["recall"] == 1.0
     assert summary["false_positive_rate"] == pytest.approx(0.1) and summary["false_positive_rate_null"] == 0.1
+    # Gaps of the two driven rows: 0.92 - 0.9 = 0.02 and 0.85 - 0.6 = 0.25; median 0.135, one above 0.05.
+    assert summary["n_driven"] == 2 and summary["oracle_gap_median"] == pytest.approx(0.135)
+    assert summary["n_gap_above"] == 1
 
 
 def test_tables_keep_words_that_pandas_would_read_as_missing(tmp_path):
@@ -84,3 +88,27 @@ def test_tables_keep_words_that_pandas_would_read_as_missing(tmp_path):
     back = read_tsv(tmp_path / "t.tsv")
     assert back["scenario"].tolist() == ["null", "NA", "None"]
     assert np.isnan(back["value"].iloc[1])
+
+
+def _rungs(recalls: dict[str, tuple[int, float]]) -> pd.DataFrame:
+    return pd.DataFrame([{"scenario": name, "modality": "fused", "method": "m", "replicate": 0,
+                          "driver_layers": "dfm,muscle", "recall": recall, "model_auc": 0.7, "n_subjects": n}
+                         for name, (n, recall) in recalls.items()])  # fmt: skip
+
+
+def test_power_table_and_subjects_needed_by_hand():
+    rows = pd.concat([
+        _rungs({"realistic_n60": (60, 0.0), "realistic_n120": (120, 0.5), "realistic": (240, 1.0)}),
+        _rungs({"dfm_echogenicity": (240, 1.0)}),  # one size only: no curve
+        pd.DataFrame([{"scenario": "null", "modality": "fused", "method": "m", "replicate": 0, "driver_layers": "none",
+                       "recall": np.nan, "model_auc": 0.5, "n_subjects": 240}]),  # fmt: skip
+    ], ignore_index=True)
+    power = rec.power_table(rows)
+    assert list(power.columns) == list(rec.POWER_COLUMNS)
+    assert power["family"].unique().tolist() == ["realistic"]
+    assert power["n_subjects"].tolist() == [60, 120, 240] and power["recall"].tolist() == [0.0, 0.5, 1.0]
+    needed = rec.subjects_needed(power, 0.8).iloc[0]
+    # 0.8 lies 0.6 of the way from 0.5 (120) to 1.0 (240) in log subjects: 120 * 2 ** 0.6 = 181.9.
+    assert needed["subjects_needed"] == pytest.approx(120 * 2**0.6) and needed["largest_n"] == 240
+    short = rec.subjects_needed(rec.power_table(_rungs({"a_n60": (60, 0.2), "a": (240, 0.6)})), 0.8).iloc[0]
+    assert np.isnan(short["subjects_needed"])  # the ladder never reaches 0.8

@@ -319,15 +319,42 @@ def bench_startup(repeats: int) -> list[Row]:
     ]
 
 
+def stage_seconds(benchmarks: Path) -> dict[str, list[float]]:
+    """Wall seconds of every job under a study's ``benchmarks/`` folder, by stage (its first sub-folder)."""
+    per_stage: dict[str, list[float]] = {}
+    for path in sorted(benchmarks.rglob("*.tsv")):
+        stage = path.relative_to(benchmarks).parts[0]
+        per_stage.setdefault(stage, []).append(float(pd.read_csv(path, sep="\t")["s"].iloc[0]))
+    return per_stage
+
+
+def bench_grid(validation: Path, startup: dict[str, float]) -> list[Row]:
+    """The recovery grid's cost from a finished run's per-study benchmark files
+    (``validation/{scenario}/seed{r}/benchmarks``): job-seconds per study (median and largest, the cost of
+    one scenario), the whole grid's job-seconds, and the share of them its jobs spent starting up (jobs of
+    each :data:`STARTUP_IMPORTS` stage x that stage's start-up seconds)."""
+    studies = {p.parent.relative_to(validation).as_posix(): stage_seconds(p)
+               for p in sorted(validation.glob("*/seed*/benchmarks"))}  # fmt: skip
+    if not studies:
+        return [Row("grid", "no grid benchmark files", float("nan"), "", note=f"nothing under {validation}")]
+    cost = {name: sum(sum(v) for v in stages.values()) for name, stages in studies.items()}
+    total = sum(cost.values())
+    starting = sum(len(stages.get(stage, [])) * seconds for stages in studies.values() for stage, seconds in startup.items())
+    largest = max(cost, key=cost.get)
+    return [
+        Row("grid", f"job-seconds per study, median of {len(cost)}", float(np.median(list(cost.values()))), "s"),
+        Row("grid", "job-seconds per study, largest", cost[largest], "s", note=largest),
+        Row("grid", "job-seconds, whole grid", total, "s"),
+        Row("grid", "start-up share of the grid's job-seconds", starting / max(total, 1e-9), "ratio"),
+    ]
+
+
 def bench_end_to_end(results: Path, cores: int, startup: dict[str, float] | None = None) -> list[Row]:
     """Per-stage job time, wall time, critical path and core use of a finished run's benchmark files, and
     with ``startup`` (seconds per job of a stage, :func:`bench_startup`) the share of each stage's time that
     its jobs spent starting up."""
     rows = []
-    per_stage: dict[str, list[float]] = {}
-    for path in sorted((results / "benchmarks").rglob("*.tsv")):
-        stage = path.relative_to(results / "benchmarks").parts[0]
-        per_stage.setdefault(stage, []).append(float(pd.read_csv(path, sep="\t")["s"].iloc[0]))
+    per_stage = stage_seconds(results / "benchmarks")
     if not per_stage:
         return [Row("end_to_end", "no benchmark files", float("nan"), "", note=f"nothing under {results}/benchmarks")]
     for stage in CHAIN:
@@ -371,4 +398,6 @@ def run_all(results: Path | None, quick: bool = False, cores: int = 2) -> pd.Dat
     if results is not None:
         seconds = {stage: row.value for stage, row in zip(STARTUP_IMPORTS, startup)}
         rows += bench_end_to_end(results, cores, seconds)
+        if (results / "validation").is_dir():
+            rows += bench_grid(results / "validation", seconds)
     return pd.DataFrame([r.record() for r in rows], columns=list(BENCH_COLUMNS))

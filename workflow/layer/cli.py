@@ -239,12 +239,69 @@ def _run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cell(text: str) -> tuple[str, str]:
+    """argparse type of --cell LAYER:FEATURE."""
+    from layer.names import FEATURES, LAYERS
+
+    layer, _, feature = text.partition(":")
+    if layer not in LAYERS or feature not in FEATURES:
+        raise argparse.ArgumentTypeError(f"{text!r} is not LAYER:FEATURE with a layer of {', '.join(LAYERS)} "
+                                         f"and a feature of {', '.join(FEATURES)}")  # fmt: skip
+    return layer, feature
+
+
+def _add_size_scenarios(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "size-scenarios",
+        help="planted d per layer x feature at which the image oracle reaches a target AUC (the grid's strengths)",
+        description="Render each single-driver cohort of the recovery grid at a ladder of planted d (in memory, "
+        "the grid's cohort size, a seed no grid study uses), measure the image-level oracle AUC in the "
+        "feature's own modality and fit the d that reaches --target-auc (layer.validation.sizing). No network "
+        "is trained. Writes ladder.tsv and sizing.tsv under --out.",
+    )
+    p.add_argument("--target-auc", type=float, default=0.85, help="oracle AUC to reach (default %(default)s)")
+    p.add_argument("--ladder", type=float, nargs="+", default=[1.0, 2.0, 3.0], metavar="D",
+                   help="planted d of the rungs (default %(default)s)")  # fmt: skip
+    p.add_argument("--n-subjects", type=int, default=None, help="default: the grid's (validation.cohort)")
+    p.add_argument("--scans-per-subject", type=int, default=None, help="default: the grid's (validation.cohort)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="sizing seed (default: synthetic.seed + 500, which no grid study uses)")  # fmt: skip
+    p.add_argument("--cell", type=_cell, action="append", default=[], metavar="LAYER:FEATURE",
+                   help="size only these (repeatable; default every layer x feature)")  # fmt: skip
+    p.add_argument("--workers", type=int, default=2, help="processes (default %(default)s)")
+    p.add_argument("--out", type=Path, default=Path("results/validation/sizing"), help="directory (%(default)s)")
+
+
+def _run_size_scenarios(args: argparse.Namespace) -> int:
+    from concurrent.futures import ProcessPoolExecutor
+
+    import pandas as pd
+
+    from layer.io import write_tsv
+    from layer.validation.sizing import LADDER_COLUMNS, grid_cohort, ladder_cells, ladder_point, size_strengths
+
+    if not 0.5 < args.target_auc < 1:
+        raise UsageError(f"--target-auc must be between 0.5 and 1, got {args.target_auc}")
+    base, n_folds = grid_cohort(n_subjects=args.n_subjects, scans_per_subject=args.scans_per_subject, seed=args.seed)
+    jobs = ladder_cells(args.cell, args.ladder)
+    with ProcessPoolExecutor(max(1, args.workers)) as pool:
+        rows = list(pool.map(ladder_point, [base] * len(jobs), *zip(*jobs), [n_folds] * len(jobs)))
+    ladder = pd.DataFrame(rows, columns=list(LADDER_COLUMNS))
+    sizing = size_strengths(ladder, args.target_auc)
+    write_tsv(ladder, args.out / "ladder.tsv")
+    write_tsv(sizing, args.out / "sizing.tsv")
+    print(sizing.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    print(f"\n{int(sizing.testable.sum())} of {len(sizing)} testable; tables in {args.out}")
+    return 0
+
+
 #: name -> (add arguments, run); the order is the order of ``layer --help``.
 SUBCOMMANDS: dict[str, tuple[Callable[[argparse._SubParsersAction], None], Callable[[argparse.Namespace], int]]] = {
     "synth": (_add_synth, _run_synth),
     "validate": (_add_validate, _run_validate),
     "import": (_add_import, _run_import),
     "bench": (_add_bench, _run_bench),
+    "size-scenarios": (_add_size_scenarios, _run_size_scenarios),
 }
 
 

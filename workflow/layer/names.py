@@ -21,6 +21,13 @@ PAPER_MODALITIES: tuple[str, ...] = ("bmode", "fused")
 
 #: Per-layer features a planted effect can act on.
 FEATURES: tuple[str, ...] = ("thickness", "echogenicity", "texture", "stiffness")
+#: Features that can show in each modality's input: B-mode grey levels carry thickness, echogenicity and
+#: texture; the SWE map carries stiffness; the fused model both.
+VISIBLE_FEATURES: dict[str, tuple[str, ...]] = {
+    "bmode": ("thickness", "echogenicity", "texture"),
+    "swe": ("stiffness",),
+    "fused": FEATURES,
+}
 
 #: Columns every cohort sheet must have; paths are relative to the sheet's directory.
 SHEET_COLUMNS: tuple[str, ...] = ("scan_id", "subject_id", "label", "bmode", "swe", "layers")

@@ -2,6 +2,8 @@ import hashlib
 import sys
 from pathlib import Path
 
+from snakemake.logging import logger
+
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 
 from layer.codegraph import code_hash  # noqa: E402  (stdlib only)
@@ -13,6 +15,7 @@ from layer.explain.registry import (
 )  # noqa: E402
 from layer.cohort.modalities import missing_maps, sheet_modalities  # noqa: E402  (stdlib only)
 from layer.names import PAPER_MODALITIES  # noqa: E402  (stdlib only)
+from layer.validation.grid import grid, scenario_modalities  # noqa: E402  (stdlib only)
 
 check_methods(config)
 check_calls(config)
@@ -75,9 +78,20 @@ class Study:
     methods, folds and null replicates."""
 
     def __init__(
-        self, sheet, synthetic, modalities, methods, replicates, null_modalities, null_folds, check_methods=()
+        self,
+        sheet,
+        synthetic,
+        modalities,
+        methods,
+        replicates,
+        null_modalities,
+        null_folds,
+        check_methods=(),
+        model=None,
     ):
         self.sheet = sheet
+        # The network: `model:`, or for a validation study `validation.model` over it.
+        self.model = {**config["model"], **(model or {})}
         self.synthetic = synthetic
         self.modalities = list(modalities)
         # The primary method (and, in the main study, the paper's) always runs; the checks' deletion
@@ -99,8 +113,9 @@ class Study:
 
 
 def scenario_block(name, vseed):
-    """A validation scenario's synthetic block: its own keys over the `synthetic:` block; seed + replicate."""
-    block = {**config["synthetic"], **config["validation"]["scenarios"][name]}
+    """A validation scenario's synthetic block: its own keys over the grid's `validation.cohort` over the
+    `synthetic:` block; seed + 1000 x seed index."""
+    block = {**config["synthetic"], **config["validation"]["cohort"], **config["validation"]["scenarios"][name]}
     block["seed"] = int(block["seed"]) + 1000 * int(vseed)
     return block
 
@@ -109,7 +124,18 @@ SCENARIOS = config["validation"]["run"] or list(config["validation"]["scenarios"
 _unknown = sorted(set(SCENARIOS) - set(config["validation"]["scenarios"]))
 if _unknown:
     raise ValueError(f"validation.run names unknown scenarios {_unknown}")
-VSEEDS = list(range(config["validation"]["replicates"]))
+#: Every (scenario, seed index) of the grid: `validation.seeds` per scenario, else `validation.replicates`.
+GRID = grid(SCENARIOS, config["validation"]["seeds"], config["validation"]["replicates"])
+_unshown = sorted(
+    {n for n, r in GRID if not scenario_modalities(scenario_block(n, r), config["validation"]["modalities"])}
+)
+if _unshown:
+    # A scenario whose planted features show in none of validation.modalities has nothing to score.
+    logger.warning(
+        f"validation: left out {', '.join(_unshown)}: their features show in none of "
+        f"validation.modalities {config['validation']['modalities']}"
+    )
+    GRID = [(n, r) for n, r in GRID if n not in _unshown]
 V = "results/validation/{scenario}/seed{vseed}"
 #: Cohorts of the paper check besides the main study, each a B-mode and fused study at this prefix.
 PAPER_COHORTS = config["paper_check"]["run"] or list(config["paper_check"]["cohorts"])
@@ -152,15 +178,15 @@ STUDIES = {
         V.format(scenario=name, vseed=vseed): Study(
             f"{V.format(scenario=name, vseed=vseed)}/cohort/synthetic/cohort.tsv",
             scenario_block(name, vseed),
-            config["validation"]["modalities"],
+            scenario_modalities(scenario_block(name, vseed), config["validation"]["modalities"]),
             config["validation"]["methods"]
             + [config["report"]["primary_method"], f"shapley_{config['checks']['removal_operators'][0]}"],
             config["validation"]["null_replicates"],
             config["null"]["modalities"],
             config["null"]["folds"],
+            model=config["validation"]["model"],
         )
-        for name in SCENARIOS
-        for vseed in VSEEDS
+        for name, vseed in GRID
     },
     **{
         # A paper-check cohort answers the paper's two questions only: its B-mode and fused models, with
@@ -234,6 +260,15 @@ def map_source(wildcards):
     """Param function: the calls' scans by where their map came from: ``drawn`` for the sensitivity analysis
     on drawn maps only ({maps} = ``_drawn_maps``), None for every scan."""
     return "drawn" if wildcards.maps else None
+
+
+def model_setting(key):
+    """Param function: the study's network setting ``key`` (`model:`, or `validation.model` over it)."""
+
+    def setting(wildcards):
+        return study(wildcards).model[key]
+
+    return setting
 
 
 def replicate(wildcards):

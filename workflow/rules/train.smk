@@ -25,8 +25,9 @@ rule train:
         **signed(
             checkpoint="{study}/checkpoints/{run}{modality}/fold{fold}.ckpt",
             permutation_seed=permutation_seed,
-            model_name=config["model"]["name"],
-            width=config["model"]["width"],
+            model_name=model_setting("name"),
+            width=model_setting("width"),
+            lateral_pool=model_setting("lateral_pool"),
             bmode_max=config["input"]["bmode_max"],
             swe_scale=config["input"]["swe_scale"],
             max_epochs=config["train"]["max_epochs"],

@@ -38,7 +38,7 @@ rule recovery:
 
 rule validation_summary:
     input:
-        expand(f"{V}/recovery.tsv", scenario=SCENARIOS, vseed=VSEEDS),
+        expand(f"{V}/recovery.tsv", zip, scenario=[n for n, _ in GRID], vseed=[r for _, r in GRID]),
     output:
         recovery=report(
             "results/validation/recovery.tsv",
@@ -55,6 +55,17 @@ rule validation_summary:
             caption="../report/recovery_figure.rst",
             category="Validation",
         ),
+        power="results/validation/power.tsv",
+        needed=report(
+            "results/validation/power_needed.tsv",
+            caption="../report/power_needed.rst",
+            category="Validation",
+        ),
+        power_figure=report(
+            "results/validation/power.png",
+            caption="../report/power_figure.rst",
+            category="Validation",
+        ),
     log:
         "results/logs/validation/summary.log",
     benchmark:
@@ -67,6 +78,7 @@ rule validation_summary:
         runtime=15,
     params:
         learned_auc=config["validation"]["learned_auc"],
+        target_recall=config["validation"]["target_recall"],
         code=code("validation_summary.py"),
     script:
         "../scripts/validation_summary.py"

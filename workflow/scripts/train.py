@@ -20,7 +20,8 @@ from layer.nets.train import ModelSpec, TrainSettings, remove_checkpoint, train_
 
 log = log_to(snakemake.log[0])
 p = snakemake.params
-spec = ModelSpec(name=p.model_name, width=p.width, bmode_max=p.bmode_max, swe_scale=p.swe_scale)
+spec = ModelSpec(name=p.model_name, width=p.width, lateral_pool=p.lateral_pool, bmode_max=p.bmode_max,
+                 swe_scale=p.swe_scale)
 settings = from_params(TrainSettings, p)
 # A mixed cohort: the swe and fused models see only the scans with SWE.
 sheet, folds = modality_scans(read_tsv(snakemake.input.sheet), read_tsv(snakemake.input.folds), snakemake.wildcards.modality)

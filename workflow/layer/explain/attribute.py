@@ -34,7 +34,7 @@ from layer import config
 from layer.nets import data
 from layer.explain.examples import EXAMPLE_IDENTITY
 from layer.io import load_nifti, save_nifti, write_json
-from layer.nets.model import GRADCAM_LAST_LAYERS, GRADCAM_LAYERS
+from layer.nets.model import gradcam_layers
 from layer.names import CHANNELS, LABEL_VALUES
 from layer.regions.membranes import membrane_regions
 from layer.explain.registry import METHOD_NAMES
@@ -235,8 +235,8 @@ def load_fold_scans(
         pre = data.preprocessing(modality, spec.bmode_max, spec.swe_scale)
         background = data.stack(data.cached_dataset(data.make_items(sheet, train_ids), pre))
     scan_ids = [str(it["scan_id"]) for it in items]
-    return FoldScans(model, modality, images, layers, scan_ids, background,
-                     settings.gradcam_layer or GRADCAM_LAYERS[spec.name], GRADCAM_LAST_LAYERS[spec.name])
+    fine, last = gradcam_layers(spec)
+    return FoldScans(model, modality, images, layers, scan_ids, background, settings.gradcam_layer or fine, last)
 
 
 def attribute_model(

@@ -37,6 +37,22 @@ def subject_means(table: pd.DataFrame) -> pd.DataFrame:
     return means.assign(label=labels.loc[means.index].to_numpy())
 
 
+def subject_d(subjects: pd.DataFrame, column: str) -> float:
+    """Cohen's d of one ``{layer}:{feature}`` column of :func:`subject_means`: patients' minus controls'
+    mean over the pooled within-class SD of the subject means (NaN where the SD is 0 or undefined)."""
+    per_subject = subjects[column]
+    pos, neg = per_subject[subjects["label"] == 1].dropna(), per_subject[subjects["label"] == 0].dropna()
+    pooled = np.sqrt(((len(pos) - 1) * pos.var() + (len(neg) - 1) * neg.var()) / max(len(pos) + len(neg) - 2, 1))
+    return float((pos.mean() - neg.mean()) / pooled) if pooled > 0 else float("nan")
+
+
+def modality_columns(subjects: pd.DataFrame, modality: str) -> list[str]:
+    """The columns of :func:`subject_means` the image oracle of ``modality`` reads: every layer's statistics
+    that modality shows (:data:`MODALITY_FEATURES`), those no scan has left out."""
+    columns = [c for c in subjects.columns if c != "label" and c.split(":")[1] in MODALITY_FEATURES[modality]]
+    return [c for c in columns if subjects[c].notna().any()]
+
+
 def feature_differences(
     table: pd.DataFrame, n_resamples: int, confidence_level: float, seed: int
 ) -> pd.DataFrame:
@@ -57,15 +73,12 @@ def feature_differences(
                                    confidence_level, seed)
         for j, layer in enumerate(LAYERS):
             x = wide[layer].to_numpy()
-            per_subject = subjects[f"{layer}:{feature}"]
-            pos, neg = per_subject[subjects["label"] == 1].dropna(), per_subject[subjects["label"] == 0].dropna()
-            pooled = np.sqrt(((len(pos) - 1) * pos.var() + (len(neg) - 1) * neg.var()) / max(len(pos) + len(neg) - 2, 1))
             rows.append({
                 "layer": layer, "feature": feature,
                 "patients": np.nanmean(x[y == 1]) if np.isfinite(x[y == 1]).any() else np.nan,
                 "controls": np.nanmean(x[y == 0]) if np.isfinite(x[y == 0]).any() else np.nan,
                 "difference": ci.estimate[j], "ci_low": ci.ci_low[j], "ci_high": ci.ci_high[j],
-                "d": (pos.mean() - neg.mean()) / pooled if pooled > 0 else np.nan,
+                "d": subject_d(subjects, f"{layer}:{feature}"),
                 "n_subjects": int(ci.n_subjects[j]),
             })
     return pd.DataFrame(rows, columns=list(DIFFERENCE_COLUMNS))
@@ -91,9 +104,7 @@ def image_oracle(
     subjects = subject_means(table)
     rows = []
     for modality in modalities:
-        columns = [c for c in subjects.columns if c != "label" and c.split(":")[1] in MODALITY_FEATURES[modality]]
-        columns = [c for c in columns if subjects[c].notna().any()]
-        p = oracle_predictions(subjects, columns, n_folds, seed)
+        p = oracle_predictions(subjects, modality_columns(subjects, modality), n_folds, seed)
         y = subjects["label"].to_numpy(dtype=int)
         ci = cluster_bootstrap_metric(y, p, subjects.index.to_numpy(), n_resamples, confidence_level, seed)
         auc = ci.columns.index("auc")
@@ -105,5 +116,5 @@ def image_oracle(
     return pd.DataFrame(rows, columns=list(ORACLE_COLUMNS))
 
 
-__all__ = ["DIFFERENCE_COLUMNS", "ORACLE_COLUMNS", "feature_differences", "image_oracle", "oracle_predictions",
-           "subject_means"]
+__all__ = ["DIFFERENCE_COLUMNS", "ORACLE_COLUMNS", "feature_differences", "image_oracle", "modality_columns",
+           "oracle_predictions", "subject_d", "subject_means"]

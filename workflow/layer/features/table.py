@@ -17,6 +17,17 @@ def _present(value: object) -> bool:
     return isinstance(value, str) and value != ""
 
 
+def scan_rows(scan_id: str, subject_id: str, label: int, values: np.ndarray) -> pd.DataFrame:
+    """One scan's six rows of :data:`FEATURE_TABLE_COLUMNS` from its ``[6, 4]`` statistics
+    (:func:`layer.features.measure.scan_features`)."""
+    part = pd.DataFrame(values, columns=list(IMAGE_FEATURES))
+    part.insert(0, "layer", list(LAYERS))
+    part.insert(0, "label", int(label))
+    part.insert(0, "subject_id", subject_id)
+    part.insert(0, "scan_id", scan_id)
+    return part
+
+
 def feature_table(sheet: pd.DataFrame) -> pd.DataFrame:
     """Read every scan's B-mode, SWE (where the sheet has one) and layer map, and measure each layer
     (:func:`layer.features.measure.scan_features`). Depth is the first array axis, as the validator
@@ -33,12 +44,7 @@ def feature_table(sheet: pd.DataFrame) -> pd.DataFrame:
         depth_mm = float(np.sqrt((np.asarray(affine)[:3, 0] ** 2).sum()))
         values = scan_features(np.asarray(bmode), None if swe is None else np.asarray(swe),
                                np.asarray(labels).astype(np.int16), depth_mm)
-        part = pd.DataFrame(values, columns=list(IMAGE_FEATURES))
-        part.insert(0, "layer", list(LAYERS))
-        part.insert(0, "label", int(row.label))
-        part.insert(0, "subject_id", str(row.subject_id))
-        part.insert(0, "scan_id", str(row.scan_id))
-        parts.append(part)
+        parts.append(scan_rows(str(row.scan_id), str(row.subject_id), int(row.label), values))
     columns = list(FEATURE_TABLE_COLUMNS)
     if "map_source" in sheet.columns:
         columns.insert(columns.index("label") + 1, "map_source")
@@ -48,4 +54,4 @@ def feature_table(sheet: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)[columns]
 
 
-__all__ = ["FEATURE_TABLE_COLUMNS", "feature_table"]
+__all__ = ["FEATURE_TABLE_COLUMNS", "feature_table", "scan_rows"]

@@ -127,29 +127,68 @@ def plot_checks(
 
 
 def build_recovery(recovery: pd.DataFrame) -> Figure:
-    """Heatmaps of scenario x (modality / method): top-1 accuracy of the driver, and the false-positive
-    rate; each cell annotated, empty where undefined (no driver, or no non-driver layer)."""
+    """Heatmaps of scenario x (modality / method), side by side: top-1 accuracy of the driver, the
+    false-positive rate, and how far the model is below the image oracle (oracle AUC minus model AUC, where
+    the table has the oracle); each cell annotated (the mean over seeds), empty where undefined."""
     table = recovery.assign(column=recovery["modality"] + " / " + recovery["method"])
+    if "image_oracle_auc" in table:
+        table["oracle_gap"] = table["image_oracle_auc"] - table["model_auc"]
     scenarios = list(dict.fromkeys(table["scenario"]))
     columns = sorted(table["column"].unique(), key=lambda c: (MODALITIES.index(c.split(" / ")[0]), c))
-    fig = Figure(figsize=(3.0 + 0.9 * len(columns), 2.4 + 0.7 * len(scenarios)), layout="constrained")
-    axes = fig.subplots(2, 1, squeeze=False)[:, 0]
-    for ax, (metric, title, cmap) in zip(axes, (
-        ("top1_accuracy", "top-1 accuracy of the driver (1 = the driver ranks first)", "Greens"),
-        ("false_positive_rate", "false-positive rate (non-drivers called driving)", "Reds"),
-    )):
-        grid = table.pivot_table(index="scenario", columns="column", values=metric, aggfunc="mean")
+    panels = [
+        ("top1_accuracy", "top-1 accuracy of the driver", "Greens", 1.0),
+        ("false_positive_rate", "false-positive rate", "Reds", 1.0),
+        ("oracle_gap", "image oracle AUC - model AUC", "Purples", 0.5),
+    ]
+    panels = [p for p in panels if p[0] in table]
+    fig = Figure(figsize=(2.0 + len(panels) * (0.9 + 0.75 * len(columns)), 2.0 + 0.28 * len(scenarios)),
+                 layout="constrained")  # fmt: skip
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for k, (ax, (metric, title, cmap, vmax)) in enumerate(zip(axes, panels)):
+        grid = table.pivot_table(index="scenario", columns="column", values=metric, aggfunc="mean", dropna=False)
         grid = grid.reindex(index=scenarios, columns=columns)
-        ax.imshow(grid.to_numpy(dtype=float), cmap=cmap, vmin=0, vmax=1, aspect="auto")
+        ax.imshow(grid.to_numpy(dtype=float), cmap=cmap, vmin=0, vmax=vmax, aspect="auto")
         for (i, j), value in np.ndenumerate(grid.to_numpy(dtype=float)):
             if np.isfinite(value):
-                ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7,
-                        color="white" if value > 0.6 else "black")
-        ax.set_xticks(range(len(columns)), columns, rotation=35, ha="right", fontsize=7)
-        ax.set_yticks(range(len(scenarios)), scenarios, fontsize=7)
+                ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=6,
+                        color="white" if value > 0.6 * vmax else "black")
+        ax.set_xticks(range(len(columns)), columns, rotation=40, ha="right", fontsize=7)
+        ax.set_yticks(range(len(scenarios)), scenarios if k == 0 else [""] * len(scenarios), fontsize=7)
         ax.set_title(title, fontsize=9)
         ax.grid(False)
     return fig
+
+
+def build_power(power: pd.DataFrame, target: float = 0.8) -> Figure:
+    """Recall of the planted drivers against the number of subjects (log axis), one panel per scenario
+    family, one line per modality / method; the dashed line is ``target`` (the subjects needed for it are
+    ``power_needed.tsv``). A figure with a note when no family was run at two sizes."""
+    families = list(dict.fromkeys(power["family"]))
+    fig = Figure(figsize=(1.0 + 3.6 * max(1, len(families)), 3.2), layout="constrained")
+    axes = fig.subplots(1, max(1, len(families)), squeeze=False)[0]
+    if not families:
+        axes[0].text(0.5, 0.5, "no scenario family was run at two cohort sizes", ha="center", va="center")
+        axes[0].set_axis_off()
+        return fig
+    for ax, family in zip(axes, families):
+        part = power[power["family"] == family]
+        for (modality, method), line in part.groupby(["modality", "method"], sort=False):
+            ax.plot(line["n_subjects"], line["recall"], marker="o", label=f"{modality} / {method}")
+        ax.axhline(target, color="0.4", linestyle="--", linewidth=0.8)
+        ax.set_xscale("log")
+        ax.minorticks_off()
+        ax.set_xticks(sorted(part["n_subjects"].unique()), [str(n) for n in sorted(part["n_subjects"].unique())])
+        ax.set_ylim(-0.05, 1.05)
+        ax.set_xlabel("subjects")
+        ax.set_ylabel("recall of the planted drivers")
+        ax.set_title(family, fontsize=9)
+        ax.legend(fontsize=6)
+    return fig
+
+
+def plot_power(power: pd.DataFrame, png: str | os.PathLike[str], target: float = 0.8) -> None:
+    with _style():
+        _save(build_power(power, target), png)
 
 
 def plot_recovery(recovery: pd.DataFrame, png: str | os.PathLike[str]) -> None:

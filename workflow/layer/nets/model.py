@@ -28,8 +28,33 @@ GRADCAM_LAYERS: dict[str, str] = {"resnet": "layer1", "densenet121": "features.t
 GRADCAM_LAST_LAYERS: dict[str, str] = {"resnet": "layer4", "densenet121": "class_layers.relu"}
 
 
-def build_model(name: str, in_channels: int, width: int = 8, dropout: float = 0.0) -> torch.nn.Module:
-    """A one-logit 3-D classifier; ``width`` is the channel count of the first stage (resnet only)."""
+class LateralPooled(torch.nn.Module):
+    """``net`` behind a mean over ``k x k`` voxels across the lateral and elevation axes; depth is kept.
+
+    Why: every planted or clinical layer effect is a property of a horizontal band (its thickness, mean
+    echo, texture, stiffness), and speckle is independent between lateral neighbours; averaging them keeps
+    a one-voxel membrane's depth and its mean grey level and removes most of the speckle variance the
+    network would otherwise have to learn to ignore, at ``1 / k^2`` of the compute. Input ``[B, C, D, H,
+    W]``; the network sees ``[B, C, D, ceil(H / k), ceil(W / k)]`` (a last partial window is averaged over
+    the voxels it has, so no voxel is dropped and every voxel keeps a gradient for attribution).
+    """
+
+    def __init__(self, net: torch.nn.Module, k: int) -> None:
+        super().__init__()
+        self.pool = torch.nn.AvgPool3d((1, k, k), stride=(1, k, k), ceil_mode=True)
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(self.pool(x))
+
+
+def build_model(
+    name: str, in_channels: int, width: int = 8, dropout: float = 0.0, lateral_pool: int = 1
+) -> torch.nn.Module:
+    """A one-logit 3-D classifier; ``width`` is the channel count of the first stage (resnet only);
+    ``lateral_pool`` > 1 puts the network behind :class:`LateralPooled`."""
+    if lateral_pool > 1:
+        return LateralPooled(build_model(name, in_channels, width, dropout), lateral_pool)
     act = ("relu", {"inplace": False})
     if name == "resnet":
         return ResNet(
@@ -49,6 +74,13 @@ def build_model(name: str, in_channels: int, width: int = 8, dropout: float = 0.
     raise ValueError(f"unknown model '{name}'; choose one of {', '.join(MODEL_NAMES)}")
 
 
+def gradcam_layers(spec: ModelSpec) -> tuple[str, str]:
+    """(fine, last) Grad-CAM target layers of the network ``spec`` builds (:data:`GRADCAM_LAYERS`,
+    :data:`GRADCAM_LAST_LAYERS`), inside the :class:`LateralPooled` wrapper where there is one."""
+    prefix = "net." if spec.lateral_pool > 1 else ""
+    return prefix + GRADCAM_LAYERS[spec.name], prefix + GRADCAM_LAST_LAYERS[spec.name]
+
+
 def n_parameters(model: torch.nn.Module) -> int:
     """Trainable parameter count, for logs and the report."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -60,6 +92,7 @@ class ModelSpec:
 
     name: str = "resnet"
     width: int = 8
+    lateral_pool: int = 1
     bmode_max: float = 1.0
     swe_scale: float = 5.0
 
@@ -71,7 +104,8 @@ def load_model(
     saved = torch.load(path, map_location="cpu", weights_only=True)
     spec = ModelSpec(**saved["model"])
     modality = str(saved["modality"])
-    model = build_model(spec.name, in_channels=len(CHANNELS[modality]), width=spec.width)
+    model = build_model(spec.name, in_channels=len(CHANNELS[modality]), width=spec.width,
+                        lateral_pool=spec.lateral_pool)
     model.load_state_dict(saved["state_dict"])
     model.to(device or torch.device("cpu")).eval()
     return model, spec, modality, int(saved["fold"])

@@ -312,7 +312,8 @@ def train_fold(
         aug.set_random_state(seed=seed % (2**32))
 
     set_determinism(seed=settings.seed)
-    model = build_model(spec.name, in_channels=len(CHANNELS[modality]), width=spec.width)
+    model = build_model(spec.name, in_channels=len(CHANNELS[modality]), width=spec.width,
+                        lateral_pool=spec.lateral_pool)
     best, curve = fit(
         model,
         train_set,

@@ -8,8 +8,9 @@ cohort stream, so a scan's bytes do not depend on the number of chunks.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -18,11 +19,12 @@ from layer.io import affine_from_spacing, save_nifti, write_json, write_tsv
 from layer.names import SHEET_COLUMNS
 from layer.synth.anatomy import ScanParams
 from layer.synth.config import SynthConfig
-from layer.synth.render import render_scan
+from layer.synth.render import RenderedScan, render_scan
 from layer.synth.truth import (
     FEATURE_COLUMNS,
     NUISANCE_COLUMNS,
     STREAM_SCAN,
+    Design,
     draw_design,
     ground_truth,
     rng_for,
@@ -48,6 +50,19 @@ def scan_paths(scan_id: str, scan_subdir: str | os.PathLike[str]) -> dict[str, s
     return {key: str(sub / f"{scan_id}_{suffix}.nii.gz") for key, suffix in MODALITY_SUFFIX.items()}
 
 
+def render_design(cfg: SynthConfig, design: Design) -> Iterator[tuple[Any, RenderedScan]]:
+    """Each scan of ``design`` (a row of ``design.scans``, a named tuple) with its rendered arrays, in row
+    order. Why one place: the written cohort and the in-memory measurements (layer.validation.sizing) must
+    render the same scans from the same seeded streams (cfg.seed, scan stream, subject, scan)."""
+    wide = wide_values(design.features)
+    for scan in design.scans.itertuples(index=False):
+        params = ScanParams.from_values(
+            wide.loc[scan.scan_id].to_dict(), **{k: getattr(scan, k) for k in NUISANCE_COLUMNS}
+        )
+        rng = rng_for(cfg.seed, STREAM_SCAN, scan.subject_index, scan.scan_index)
+        yield scan, render_scan(params, cfg.shape, cfg.voxel_mm, rng)
+
+
 def synthesize_chunk(
     cfg: SynthConfig,
     cohort_dir: str | os.PathLike[str],
@@ -63,15 +78,9 @@ def synthesize_chunk(
     (cohort_dir / scan_subdir).mkdir(parents=True, exist_ok=True)
     subjects = chunk_subjects(cfg.n_subjects, chunk, n_chunks)
     design = draw_design(cfg, subjects)
-    wide = wide_values(design.features)
     affine = affine_from_spacing(cfg.voxel_mm)
     rows = []
-    for scan in design.scans.itertuples(index=False):
-        params = ScanParams.from_values(
-            wide.loc[scan.scan_id].to_dict(), **{k: getattr(scan, k) for k in NUISANCE_COLUMNS}
-        )
-        rng = rng_for(cfg.seed, STREAM_SCAN, scan.subject_index, scan.scan_index)
-        out = render_scan(params, cfg.shape, cfg.voxel_mm, rng)
+    for scan, out in render_design(cfg, design):
         paths = scan_paths(scan.scan_id, scan_subdir)
         for key, array in (("bmode", out.bmode), ("swe", out.swe), ("layers", out.layers)):
             save_nifti(array, affine, cohort_dir / paths[key])

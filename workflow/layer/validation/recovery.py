@@ -28,6 +28,7 @@ Driver-dependent numbers are NaN where a scenario has no driver in that modality
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -35,23 +36,20 @@ import pandas as pd
 from scipy import stats as sps
 from sklearn.metrics import roc_auc_score
 
-from layer.names import FEATURES, LAYERS, N_LAYERS
+from layer.names import LAYERS, N_LAYERS, VISIBLE_FEATURES
 
-#: Features that can show in each modality's input.
-VISIBLE_FEATURES: dict[str, tuple[str, ...]] = {
-    "bmode": ("thickness", "echogenicity", "texture"),
-    "swe": ("stiffness",),
-    "fused": FEATURES,
-}
 RECOVERY_COLUMNS: tuple[str, ...] = (
     "scenario", "modality", "method", "replicate", "driver_layers", "model_auc", "auc_drop_without_driver",
     "top1_accuracy", "driver_rank", "spearman", "false_positive_rate", "recall", "model_auc_low",
     "relevance_mass", "relevance_mass_chance", "rank_accuracy", "rank_accuracy_chance", "image_oracle_auc",
+    "n_subjects",
 )
 SUMMARY_COLUMNS: tuple[str, ...] = (
     "method", "modality", "n_learned", "top1_accuracy", "recall", "false_positive_rate", "false_positive_rate_null",
-    "spearman",
+    "spearman", "n_driven", "oracle_gap_median", "n_gap_above",
 )
+#: A model this far below the image oracle has not learned what the images show (issue "The recovery proof").
+ORACLE_GAP: float = 0.05
 
 
 def planted_strength(truth: Mapping, modality: str) -> dict[str, float]:
@@ -145,31 +143,88 @@ def recovery_table(
         row = recovery_row(family, strength, float(auc.loc[modality, "estimate"]), float(auc.loc[modality, "ci_low"]),
                            float(drops.get(modality, float("nan"))))
         rows.append({"scenario": scenario, "modality": modality, "method": method, "replicate": replicate, **row,
-                     "image_oracle_auc": float((oracle or {}).get(modality, float("nan")))})
+                     "image_oracle_auc": float((oracle or {}).get(modality, float("nan"))),
+                     "n_subjects": int(truth.get("config", {}).get("n_subjects", 0)) or np.nan})  # fmt: skip
     return pd.DataFrame(rows, columns=list(RECOVERY_COLUMNS))
+
+
+#: A scenario family's cohort-size ladder: ``realistic_n60`` is ``realistic`` at 60 subjects.
+_SIZE_SUFFIX = re.compile(r"_n\d+$")
+POWER_COLUMNS: tuple[str, ...] = ("family", "modality", "method", "n_subjects", "n_rows", "recall", "model_auc")
+NEEDED_COLUMNS: tuple[str, ...] = ("family", "modality", "method", "target_recall", "subjects_needed", "largest_n")
+
+
+def scenario_family(name: str) -> str:
+    """The scenario a cohort-size rung belongs to: its name without a trailing ``_n<subjects>``."""
+    return _SIZE_SUFFIX.sub("", name)
+
+
+def power_table(recovery: pd.DataFrame) -> pd.DataFrame:
+    """Recall of the planted drivers against the number of subjects: per scenario family (``realistic`` and
+    its ``realistic_n*`` rungs) x modality x method x cohort size, the mean recall over the rows with a
+    driver (seeds pooled). Only families run at two sizes or more. Columns :data:`POWER_COLUMNS`."""
+    driven = recovery[recovery["driver_layers"] != "none"].assign(family=recovery["scenario"].map(scenario_family))
+    rows = []
+    for (family, modality, method), part in driven.groupby(["family", "modality", "method"], sort=True):
+        if part["n_subjects"].nunique() < 2:
+            continue
+        for n, rung in part.groupby("n_subjects", sort=True):
+            rows.append([family, modality, method, int(n), len(rung), rung["recall"].mean(), rung["model_auc"].mean()])
+    return pd.DataFrame(rows, columns=list(POWER_COLUMNS))
+
+
+def subjects_needed(power: pd.DataFrame, target: float = 0.8) -> pd.DataFrame:
+    """Per family x modality x method of :func:`power_table`: the number of subjects at which recall first
+    reaches ``target``, interpolated linearly in log subjects between the rungs that bracket it (NaN when the
+    largest rung is below it: more subjects than the ladder holds). Columns :data:`NEEDED_COLUMNS`."""
+    rows = []
+    for (family, modality, method), part in power.groupby(["family", "modality", "method"], sort=True):
+        part = part.sort_values("n_subjects")
+        n, r = np.log(part["n_subjects"].to_numpy(dtype=float)), part["recall"].to_numpy(dtype=float)
+        needed = np.nan
+        if r[0] >= target:
+            needed = float(np.exp(n[0]))
+        else:
+            for i in range(1, len(r)):
+                if r[i] >= target > r[i - 1]:
+                    needed = float(np.exp(n[i - 1] + (target - r[i - 1]) / (r[i] - r[i - 1]) * (n[i] - n[i - 1])))
+                    break
+        rows.append([family, modality, method, target, needed, int(part["n_subjects"].max())])
+    return pd.DataFrame(rows, columns=list(NEEDED_COLUMNS))
 
 
 def summary_table(recovery: pd.DataFrame, learned_auc: float = 0.7) -> pd.DataFrame:
     """Per method x modality: recovery over the rows whose model learned the effect (AUC lower bound >
-    ``learned_auc``), false-positive rates over every row with non-driver layers and over null rows."""
+    ``learned_auc``), false-positive rates over every row with non-driver layers and over null rows; over
+    the rows with a driver (``n_driven``), the median of image oracle AUC minus model AUC and how many rows
+    exceed :data:`ORACLE_GAP` (NaN and 0 where ``recovery`` has no ``image_oracle_auc``)."""
     rows = []
     for (method, modality), part in recovery.groupby(["method", "modality"], sort=True):
-        learned = part[(part["model_auc_low"] > learned_auc) & (part["driver_layers"] != "none")]
+        driven = part[part["driver_layers"] != "none"]
+        learned = driven[driven["model_auc_low"] > learned_auc]
         null = part[part["driver_layers"] == "none"]
+        gap = driven["image_oracle_auc"] - driven["model_auc"] if "image_oracle_auc" in driven else pd.Series(dtype=float)
         rows.append([method, modality, len(learned), learned["top1_accuracy"].mean(), learned["recall"].mean(),
                      part["false_positive_rate"].mean(), null["false_positive_rate"].mean(),
-                     learned["spearman"].mean()])
+                     learned["spearman"].mean(), len(driven), gap.median() if gap.notna().any() else np.nan,
+                     int((gap > ORACLE_GAP).sum())])  # fmt: skip
     return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
 
 
 __all__ = [
+    "NEEDED_COLUMNS",
+    "ORACLE_GAP",
+    "POWER_COLUMNS",
     "RECOVERY_COLUMNS",
     "SUMMARY_COLUMNS",
     "VISIBLE_FEATURES",
     "auc_without",
     "planted_strength",
+    "power_table",
     "recovery_row",
     "recovery_table",
+    "scenario_family",
+    "subjects_needed",
     "summary_table",
     "whole_model_channel",
 ]
