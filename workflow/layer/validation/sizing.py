@@ -32,14 +32,16 @@ from sklearn.metrics import roc_auc_score
 from layer.features.compare import modality_columns, oracle_predictions, subject_d, subject_means
 from layer.features.measure import SHOWS, scan_features
 from layer.features.table import scan_rows
-from layer.names import FEATURES, LAYERS
+from layer.names import FEATURES, LAYERS, VISIBLE_FEATURES
 from layer.synth.cohort import render_design
 from layer.synth.config import CONFIG_KEYS, MAX_ABS_D, SynthConfig
 from layer.synth.truth import draw_design
 
-#: The modality in which each feature is sized: the one input that shows it alone.
-HOME_MODALITY: dict[str, str] = {"thickness": "bmode", "echogenicity": "bmode", "texture": "bmode",
-                                 "stiffness": "swe"}  # fmt: skip
+#: The modality in which each feature is sized: the single-input model that shows it
+#: (:data:`layer.names.VISIBLE_FEATURES`; fused shows every feature).
+HOME_MODALITY: dict[str, str] = {
+    feature: next(m for m in ("bmode", "swe") if feature in VISIBLE_FEATURES[m]) for feature in FEATURES
+}
 #: Sizing seed = synthetic.seed + this: a draw no grid study uses (they take seed + 1000 r).
 SIZING_SEED_OFFSET: int = 500
 LADDER_COLUMNS: tuple[str, ...] = (
@@ -88,10 +90,10 @@ def rendered_features(cfg: SynthConfig) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-def oracle_auc(table: pd.DataFrame, modality: str, n_folds: int, seed: int) -> float:
+def oracle_auc(subjects: pd.DataFrame, modality: str, n_folds: int, seed: int) -> float:
     """Subject-level cross-validated AUC of the image oracle in ``modality`` (its statistics of all six
-    layers), the number :func:`layer.features.compare.image_oracle` reports without its interval."""
-    subjects = subject_means(table)
+    layers) on :func:`layer.features.compare.subject_means`, the number
+    :func:`layer.features.compare.image_oracle` reports without its interval."""
     p = oracle_predictions(subjects, modality_columns(subjects, modality), n_folds, seed)
     return float(roc_auc_score(subjects["label"].to_numpy(dtype=int), p))
 
@@ -100,12 +102,12 @@ def ladder_point(base: Mapping[str, Any], layer: str, feature: str, d: float, n_
     """One rung: render ``base`` with ``layer:feature`` at ``d`` and measure the image d of the statistic
     that reads the feature and the oracle AUC in the feature's home modality (a row of LADDER_COLUMNS)."""
     cfg = single_driver(base, layer, feature, d)
-    table = rendered_features(cfg)
+    subjects = subject_means(rendered_features(cfg))
     modality = HOME_MODALITY[feature]
     return {
         "layer": layer, "feature": feature, "modality": modality, "planted_d": float(d),
-        "image_d": subject_d(subject_means(table), f"{layer}:{SHOWS[feature]}"),
-        "oracle_auc": oracle_auc(table, modality, n_folds, cfg.seed),
+        "image_d": subject_d(subjects, f"{layer}:{SHOWS[feature]}"),
+        "oracle_auc": oracle_auc(subjects, modality, n_folds, cfg.seed),
         "n_subjects": cfg.n_subjects, "scans_per_subject": cfg.scans_per_subject, "seed": cfg.seed,
     }  # fmt: skip
 
